@@ -1,0 +1,216 @@
+"""Questions: the `/ask` slash command, `@bot question` (answered in a new thread), follow-ups in
+that thread without a mention, DMs, and the 👍/👎 buttons under every answer."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_bot.ratelimit import RateLimiter
+from bot.discord_bot.render import clip, plain, render_answer
+from bot.feedback import FeedbackStore
+from bot.schema import Answer, Turn
+
+if TYPE_CHECKING:
+    from bot.discord_bot.client import QABot
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+MAX_CONVERSATIONS = 2000  # threads/DMs whose history is kept in memory (least recently used dropped)
+THREAD_NAME_MAX = 100
+ERROR_TEXT = "Sorry, something went wrong while answering. Please try again in a moment."
+NOT_HERE_TEXT = "I'm not enabled in this channel."
+
+
+def slow_down_text(wait: float) -> str:
+    return f"You're asking questions a little fast — please wait {max(1, round(wait))} s and try again."
+
+
+class FeedbackView(discord.ui.View):
+    """👍/👎 under an answer; a click is stored with the question, answer and sources."""
+
+    def __init__(self, answer: Answer, store: FeedbackStore, timeout: float):
+        super().__init__(timeout=timeout)
+        self.answer = answer
+        self.store = store
+
+    @discord.ui.button(emoji="👍", style=discord.ButtonStyle.secondary)
+    async def vote_up(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._vote(interaction, "up")
+
+    @discord.ui.button(emoji="👎", style=discord.ButtonStyle.secondary)
+    async def vote_down(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._vote(interaction, "down")
+
+    async def _vote(self, interaction: discord.Interaction, vote: str) -> None:
+        a = self.answer
+        sources = [
+            {"n": c.n, "source": c.source, "title": c.title, "section": c.section, "page": c.page}
+            for c in a.citations
+        ]
+        ref = f"discord:{interaction.message.id}" if interaction.message else None
+        try:
+            await asyncio.to_thread(
+                self.store.record, question=a.question, answer=a.text, sources=sources,
+                user_id=interaction.user.id, vote=vote, refused=a.refused, answerer=a.answerer, ref=ref,
+            )
+        except Exception:
+            log.exception("could not record feedback")
+            await interaction.response.send_message(
+                "Sorry, I couldn't save your feedback.", ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+            return
+        await interaction.response.send_message(
+            "Thanks for the feedback!" if vote == "up" else "Thanks — noted, this answer wasn't helpful.",
+            ephemeral=True, allowed_mentions=NO_MENTIONS,
+        )
+
+
+class AskCog(commands.Cog):
+    def __init__(self, bot: QABot):
+        self.bot = bot
+        self.config = bot.config
+        self.limiter = RateLimiter(*bot.config.rate_limit)
+        self.feedback = FeedbackStore(bot.config.feedback_db)
+        # Threads the bot opened (and DM channels) → their earlier Q/A, oldest first.
+        self.conversations: OrderedDict[int, list[Turn]] = OrderedDict()
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # conversation → (lock, users)
+
+    # -- the shared path: question → answer_fn in a worker thread → rendered messages
+
+    async def answer(self, question: str, history: list[Turn]) -> Answer:
+        # answer_fn blocks (retrieval, models): never on the event loop, or the gateway heartbeat stalls.
+        return await asyncio.to_thread(self.bot.answer_fn, question, list(history))
+
+    async def send_answer(self, send: Callable[..., Awaitable[discord.Message | None]], answer: Answer, **first) -> None:
+        messages = render_answer(answer)
+        for i, message in enumerate(messages):
+            kwargs = dict(first) if i == 0 else {}
+            if i == len(messages) - 1:
+                kwargs["view"] = FeedbackView(answer, self.feedback, self.config.vote_timeout)
+            await send(embeds=message.embeds, allowed_mentions=NO_MENTIONS, **kwargs)
+
+    # -- /ask
+
+    @app_commands.command(name="ask")
+    @app_commands.describe(question="Your question about the documents")
+    async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 1, 1000]) -> None:
+        """Ask a question; the answer cites the documents it comes from."""
+        channel = interaction.channel
+        if not self.config.allows(interaction.guild_id, interaction.channel_id, getattr(channel, "parent_id", None)):
+            await interaction.response.send_message(NOT_HERE_TEXT, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        wait = self.limiter.hit(interaction.user.id)
+        if wait:
+            await interaction.response.send_message(slow_down_text(wait), ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            answer = await self.answer(question, [])
+        except Exception:
+            log.exception("answering %r failed", question)
+            await interaction.followup.send(ERROR_TEXT, allowed_mentions=NO_MENTIONS)
+            return
+        await self.send_answer(interaction.followup.send, answer, wait=True)
+
+    # -- @mention, thread follow-ups, DMs
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.webhook_id is not None or self.bot.user is None:
+            return
+        channel = message.channel
+        me = self.bot.user
+        known = channel.id in self.conversations
+        if message.guild is None:
+            if not self.config.answer_dms:
+                return
+        else:
+            own_thread = known or (isinstance(channel, discord.Thread) and channel.owner_id == me.id)
+            if not own_thread and not any(u.id == me.id for u in message.mentions):
+                return
+            if not known and not self.config.allows(message.guild.id, channel.id, getattr(channel, "parent_id", None)):
+                return
+
+        question = re.sub(rf"<@!?{me.id}>", " ", message.content).strip()
+        if not question:
+            await channel.send(
+                "Ask me a question about the documents, e.g. `@me What is …?`", allowed_mentions=NO_MENTIONS,
+                reference=message.to_reference(fail_if_not_exists=False),
+            )
+            return
+        wait = self.limiter.hit(message.author.id)
+        if wait:
+            await channel.send(
+                slow_down_text(wait), allowed_mentions=NO_MENTIONS,
+                reference=message.to_reference(fail_if_not_exists=False),
+            )
+            return
+
+        if message.guild is None or known or isinstance(channel, discord.Thread):
+            # A DM or a thread: answer in place, following up on the earlier Q/A of the bot's conversations.
+            track = message.guild is None or known or getattr(channel, "owner_id", None) == me.id
+            await self._converse(channel, question, message, track=track)
+            return
+        try:
+            thread = await message.create_thread(name=clip(question, THREAD_NAME_MAX), auto_archive_duration=1440)
+        except discord.HTTPException as e:  # e.g. no permission to create threads: answer in the channel
+            log.warning("could not open a thread in channel %s (%s); answering in the channel", channel.id, e)
+            await self._converse(channel, question, message, track=False)
+            return
+        self._remember(thread.id, None)
+        await self._converse(thread, question, None, track=True)
+
+    async def _converse(
+        self, channel: discord.abc.Messageable, question: str, reply_to: discord.Message | None, *, track: bool
+    ) -> None:
+        lock, users = self._locks.get(channel.id, (asyncio.Lock(), 0))
+        self._locks[channel.id] = (lock, users + 1)
+        try:
+            await self._converse_locked(lock, channel, question, reply_to, track=track)
+        finally:
+            lock, users = self._locks[channel.id]
+            if users == 1:
+                del self._locks[channel.id]
+            else:
+                self._locks[channel.id] = (lock, users - 1)
+
+    async def _converse_locked(
+        self, lock: asyncio.Lock, channel: discord.abc.Messageable, question: str,
+        reply_to: discord.Message | None, *, track: bool,
+    ) -> None:
+        async with lock:  # answer a conversation's messages in order, each seeing the previous turns
+            history = self.conversations.get(channel.id, []) if track else []
+            history = history[-self.config.history_turns:] if self.config.history_turns else []
+            first = {"reference": reply_to.to_reference(fail_if_not_exists=False)} if reply_to else {}
+            try:
+                async with channel.typing():
+                    answer = await self.answer(question, history)
+            except Exception:
+                log.exception("answering %r failed", question)
+                await channel.send(ERROR_TEXT, allowed_mentions=NO_MENTIONS, **first)
+                return
+            await self.send_answer(channel.send, answer, **first)
+            if track:
+                self._remember(channel.id, Turn(question=question, answer=answer.text))
+
+    def _remember(self, conversation_id: int, turn: Turn | None) -> None:
+        turns = self.conversations.pop(conversation_id, [])
+        if turn is not None:
+            turns.append(turn)
+            del turns[: -max(self.config.history_turns, 1)]
+        self.conversations[conversation_id] = turns
+        while len(self.conversations) > MAX_CONVERSATIONS:
+            self.conversations.popitem(last=False)
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        log.error("/%s failed", interaction.command.name if interaction.command else "?", exc_info=error)
+        send = interaction.followup.send if interaction.response.is_done() else interaction.response.send_message
+        await send(plain(ERROR_TEXT), ephemeral=True, allowed_mentions=NO_MENTIONS)

@@ -1,0 +1,122 @@
+"""Local SQLite store of 👍/👎 votes on answers, for later review and evaluation.
+
+One row per (ref, user): voting again on the same answer replaces the earlier vote.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+DEFAULT_PATH = Path("index") / "feedback.sqlite3"
+VOTES = ("up", "down")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS votes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    refused INTEGER NOT NULL DEFAULT 0,
+    answerer TEXT,
+    ref TEXT,
+    UNIQUE (ref, user_id)
+)
+"""
+
+
+@dataclass
+class Vote:
+    id: int
+    created_at: str  # ISO 8601, UTC
+    user_id: str
+    vote: str  # "up" or "down"
+    question: str
+    answer: str
+    sources: list[dict]
+    refused: bool
+    answerer: str | None
+    ref: str | None  # where the answer was shown, e.g. "discord:<message id>"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def default_path() -> Path:
+    """`QABOT_FEEDBACK_DB` if set, else index/feedback.sqlite3 (relative to the working directory)."""
+    return Path(os.environ.get("QABOT_FEEDBACK_DB") or DEFAULT_PATH)
+
+
+class FeedbackStore:
+    """Open per call, so it can be used from worker threads without sharing a connection."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else default_path()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10)
+        conn.execute(_SCHEMA)
+        return conn
+
+    def record(
+        self,
+        *,
+        question: str,
+        answer: str,
+        sources: list[dict],
+        user_id: int | str,
+        vote: str,
+        refused: bool = False,
+        answerer: str | None = None,
+        ref: str | None = None,
+        created_at: datetime | None = None,
+    ) -> None:
+        if vote not in VOTES:
+            raise ValueError(f"vote must be one of {VOTES}, not {vote!r}")
+        when = (created_at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+        row = (when, str(user_id), vote, question, answer, json.dumps(sources, ensure_ascii=False),
+               int(refused), answerer, ref)
+        conn = self._connect()
+        try:
+            with conn:
+                conn.execute(
+                    "INSERT INTO votes (created_at, user_id, vote, question, answer, sources, refused, answerer, ref)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (ref, user_id) DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
+                    row,
+                )
+        finally:
+            conn.close()
+
+    def list(self, limit: int | None = None) -> list[Vote]:
+        """Votes, oldest first (the newest `limit` ones if given)."""
+        if not self.path.exists():
+            return []
+        conn = self._connect()
+        try:
+            sql = "SELECT id, created_at, user_id, vote, question, answer, sources, refused, answerer, ref FROM votes"
+            if limit is not None:
+                sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)})"
+            rows = conn.execute(sql + " ORDER BY id").fetchall()
+        finally:
+            conn.close()
+        return [
+            Vote(id=r[0], created_at=r[1], user_id=r[2], vote=r[3], question=r[4], answer=r[5],
+                 sources=json.loads(r[6]), refused=bool(r[7]), answerer=r[8], ref=r[9])
+            for r in rows
+        ]
+
+    def export_jsonl(self, out: str | os.PathLike) -> int:
+        """Write every vote as one JSON object per line; returns the number written."""
+        votes = self.list()
+        with open(out, "w", encoding="utf-8") as f:
+            for v in votes:
+                f.write(json.dumps(v.to_json(), ensure_ascii=False) + "\n")
+        return len(votes)

@@ -91,10 +91,17 @@ def apply_endpoints(config: DiscordConfig) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.gateway_url)
 
 
+class StartupError(RuntimeError):
+    """The warm-up (loading the models and the index) failed after a successful login."""
+
+
 class QABot(commands.Bot):
     """Holds the answer/reindex functions and the config; the features live in the cogs."""
 
-    def __init__(self, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig):
+    def __init__(
+        self, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig,
+        warm_up: Callable[[], None] | None = None,
+    ):
         intents = discord.Intents.default()
         intents.message_content = config.message_content
         super().__init__(
@@ -108,8 +115,15 @@ class QABot(commands.Bot):
         self.answer_fn = answer_fn
         self.reindex_fn = reindex_fn
         self.config = config
+        self.warm_up = warm_up
 
     async def setup_hook(self) -> None:
+        # After login (so a bad token fails fast), before the gateway connects.
+        if self.warm_up is not None:
+            try:
+                await asyncio.to_thread(self.warm_up)
+            except Exception as e:
+                raise StartupError(f"{type(e).__name__}: {e}") from e
         from bot.discord_bot.admin_cog import AdminCog
         from bot.discord_bot.ask_cog import AskCog
 
@@ -126,13 +140,20 @@ class QABot(commands.Bot):
         log.info("logged in as %s (id %s) in %d guild(s)", self.user, self.user.id if self.user else "?", len(self.guilds))
 
 
-def run_bot(token: str, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig) -> None:
-    """Run the bot until interrupted. Raises discord.LoginFailure for a rejected token and
-    discord.PrivilegedIntentsRequired if the message content intent is not enabled for the app."""
+def run_bot(
+    token: str, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig,
+    warm_up: Callable[[], None] | None = None,
+) -> None:
+    """Run the bot until interrupted (Ctrl-C or SIGTERM).
+
+    `warm_up` (blocking) runs in a thread once the token is accepted, before the gateway connects.
+    Raises discord.LoginFailure for a rejected token, discord.PrivilegedIntentsRequired if the
+    message content intent is not enabled for the application, StartupError if `warm_up` fails.
+    """
     apply_endpoints(config)
 
     async def main() -> None:
-        bot = QABot(answer_fn, reindex_fn, config)
+        bot = QABot(answer_fn, reindex_fn, config, warm_up)
         async with bot:  # closes the HTTP session and gateway however start() ends
             loop = asyncio.get_running_loop()
             try:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -57,36 +58,53 @@ def discord_command(verbose: bool) -> None:
 
     import discord
 
-    from bot.discord_bot.client import DiscordConfig, run_bot
+    from bot.discord_bot.client import DiscordConfig, StartupError, run_bot
 
     try:
         config = DiscordConfig.from_env()
     except ValueError as e:
         _fail(str(e))
 
-    from bot.answer import QA
     from bot.config import Settings
 
-    settings = Settings.from_env()
-    qa = [QA(settings)]  # replaced after a /reindex
+    try:
+        settings = Settings.from_env()
+    except ValueError as e:
+        _fail(f"invalid setting: {e}")
+    qa: list = []  # the loaded QA pipeline; replaced after a /reindex
+    qa_lock = threading.Lock()
+
+    def load_qa() -> None:
+        from bot.answer import QA
+
+        with qa_lock:
+            if not qa:
+                qa.append(QA(settings))
 
     def answer_fn(question, history):
+        load_qa()
         return qa[0].answer(question, history=history)
 
     def reindex_fn() -> str:
+        from bot.answer import QA
         from bot.index import ingest
 
         report = ingest(settings)
-        qa[0] = QA(settings)
+        fresh = QA(settings)
+        with qa_lock:
+            qa[:] = [fresh]
         return report.summary_line()
 
     try:
-        run_bot(token, answer_fn, reindex_fn, config)
+        run_bot(token, answer_fn, reindex_fn, config, warm_up=load_qa)
     except discord.LoginFailure:
         _fail("Discord rejected the token (401 Unauthorized): check DISCORD_TOKEN.")
     except discord.PrivilegedIntentsRequired:
         _fail("the Message Content intent is not enabled for this application: enable it in the Developer "
               "Portal (Bot → Privileged Gateway Intents) or set QABOT_DISCORD_MESSAGE_CONTENT=0.")
+    except StartupError as e:
+        logging.getLogger(__name__).debug("start-up failed", exc_info=True)
+        _fail(f"could not load the question-answering pipeline: {e}", code=1)
 
 
 @click.command("feedback")

@@ -1,0 +1,61 @@
+"""All settings in one place: defaults, then environment variables, then command-line flags."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+# Chunking defaults, measured on the gold sets (see README "Tuning"): small enough that a chunk is
+# about one topic and fits the embedding model's 256-token window, large enough to keep context.
+DEFAULT_CHUNK_SIZE = 800
+DEFAULT_CHUNK_OVERLAP = 120
+
+# Environment variable for each setting that can come from the environment.
+ENV_NAMES = {
+    "corpus": "QABOT_CORPUS",
+    "index": "QABOT_INDEX",
+    "chroma_url": "QABOT_CHROMA_URL",
+    "collection": "QABOT_COLLECTION",
+    "chunk_size": "QABOT_CHUNK_SIZE",
+    "chunk_overlap": "QABOT_CHUNK_OVERLAP",
+    "precision": "QABOT_PRECISION",
+    "k": "QABOT_K",
+    "llm": "QABOT_LLM",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: Path = Path("corpus")
+    index: Path = Path("index")
+    chroma_url: str | None = None  # None: embedded Chroma under `index`; else a Chroma server
+    collection: str = "qabot"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
+    precision: str = "auto"  # embedding precision: auto (bf16 where the CPU has it), bf16, fp32
+    k: int = 5  # passages handed to the answerer
+    llm: str | None = None  # PROVIDER:MODEL of an optional chat model
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        """Defaults < environment < explicit overrides (flags); None overrides are ignored."""
+        values: dict = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, env in ENV_NAMES.items():
+            raw = os.environ.get(env)
+            if raw:
+                values[name] = _convert(types[name], raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("corpus", "index"):
+            if name in values:
+                values[name] = Path(values[name])
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+
+def _convert(type_name: str, raw: str):
+    if type_name == "int":
+        return int(raw)
+    return raw

@@ -1,0 +1,319 @@
+"""Step 1, load: a file on disk → a `Document` (plain text + where its headings and pages start).
+
+Every format is reduced to one extracted text; chunk offsets, citations and quotes all refer to
+that text, so a quote can always be located exactly.
+"""
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+# The multi-part suffix comes first so "os.rst.txt" (Sphinx's _sources) loads as reST.
+SUPPORTED_SUFFIXES = (".rst.txt", ".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
+MAX_FILE_BYTES = 20 * 1024 * 1024  # larger files are skipped: almost surely not prose to cite
+
+
+class LoadError(Exception):
+    """A file that cannot be indexed; the message is one line meant for the user."""
+
+
+@dataclass
+class Document:
+    source: str  # path relative to the corpus root
+    text: str
+    title: str
+    metadata: dict = field(default_factory=dict)  # front matter: date, place, source, ...
+    headings: list[tuple[int, str]] = field(default_factory=list)  # (offset, heading), sorted
+    pages: list[tuple[int, int]] = field(default_factory=list)  # (offset, 1-based page), sorted
+
+    def section_at(self, offset: int) -> str | None:
+        i = bisect_right([h[0] for h in self.headings], offset) - 1
+        return self.headings[i][1] if i >= 0 else None
+
+    def page_at(self, offset: int) -> int | None:
+        i = bisect_right([p[0] for p in self.pages], offset) - 1
+        return self.pages[i][1] if i >= 0 else None
+
+
+def suffix_of(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in SUPPORTED_SUFFIXES if name.endswith(s)), None)
+
+
+def is_supported(path: Path) -> bool:
+    return suffix_of(path) is not None
+
+
+def load_document(path: Path, source: str) -> Document:
+    """Load one file; raise LoadError (one clear line) for anything that cannot be indexed."""
+    suffix = suffix_of(path)
+    if suffix is None:
+        raise LoadError("unsupported file type")
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise LoadError("empty file")
+        if size > MAX_FILE_BYTES:
+            raise LoadError(f"too large ({size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)")
+        data = path.read_bytes()
+    except PermissionError:
+        raise LoadError("permission denied") from None
+    except OSError as exc:
+        raise LoadError(f"cannot read ({exc.strerror or exc})") from None
+
+    if suffix == ".pdf":
+        doc = _load_pdf(data, source)
+    else:
+        text = _decode_text(data)
+        if suffix in (".html", ".htm"):
+            doc = _load_html(text, source)
+        else:
+            meta, text = split_front_matter(text)
+            if suffix in (".md", ".markdown"):
+                headings = _markdown_headings(text)
+            elif suffix in (".rst", ".rst.txt"):
+                text = clean_rst(text)
+                headings = _rst_headings(text)
+            else:
+                headings = []
+            title = meta.pop("title", None) or (headings[0][1] if headings else None)
+            doc = Document(source, text, title or _title_from_name(path), meta, headings)
+    if not doc.text.strip():
+        raise LoadError("no text to index")
+    return doc
+
+
+def _decode_text(data: bytes) -> str:
+    sample = data[:8192]
+    if b"\x00" in sample:
+        raise LoadError("binary file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LoadError(f"not UTF-8 text (bad byte at offset {exc.start}); convert it to UTF-8") from None
+    controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\n\r\t\f")
+    if controls > 0.05 * min(len(text), 8192):
+        raise LoadError("binary file")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _title_from_name(path: Path) -> str:
+    stem = path.name
+    suffix = suffix_of(path)
+    if suffix:
+        stem = stem[: -len(suffix)]
+    return re.sub(r"[-_]+", " ", stem).strip().capitalize() or path.name
+
+
+# --- front matter -------------------------------------------------------------------------------
+
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+
+
+def split_front_matter(text: str) -> tuple[dict, str]:
+    """`---`-delimited `key: value` lines at the top of a text file are the document's metadata."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    meta = {}
+    for line in match.group(1).splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            meta[key.strip().lower()] = value.strip().strip('"')
+    return meta, text[match.end():]
+
+
+# --- Markdown and reStructuredText headings -----------------------------------------------------
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+
+
+def _markdown_headings(text: str) -> list[tuple[int, str]]:
+    return [(m.start(), m.group(2).strip()) for m in _MD_HEADING.finditer(text)]
+
+
+_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`*+#:.])\1{2,}\s*$")
+
+
+def _rst_headings(text: str) -> list[tuple[int, str]]:
+    """A reST title is a text line followed by an underline of one repeated punctuation mark."""
+    headings = []
+    lines = text.split("\n")
+    offset = 0
+    offsets = []
+    for line in lines:
+        offsets.append(offset)
+        offset += len(line) + 1
+    for i in range(1, len(lines)):
+        title = lines[i - 1].strip()
+        if title and _RST_UNDERLINE.match(lines[i]) and len(lines[i].strip()) >= len(title) \
+                and not _RST_UNDERLINE.match(lines[i - 1]):
+            headings.append((offsets[i - 1], title))
+    return headings
+
+
+_RST_ROLE = re.compile(r":[\w:+-]+:`(?:[^`<]*?<)?~?([^`<>]+?)>?`")
+_RST_LITERAL = re.compile(r"``([^`]+)``")
+_RST_LINK = re.compile(r"`([^`<]+?)\s*<[^`>]+>`_{1,2}")
+
+
+def clean_rst(text: str) -> str:
+    """Render inline reST markup as the reader sees it: :func:`os.path.join` → os.path.join."""
+    text = _RST_ROLE.sub(lambda m: m.group(1), text)
+    text = _RST_LINK.sub(lambda m: m.group(1), text)
+    return _RST_LITERAL.sub(lambda m: m.group(1), text)
+
+
+# --- HTML --------------------------------------------------------------------------------------
+
+_HTML_SKIP = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
+_HTML_BLOCK = {
+    "p", "div", "section", "article", "header", "footer", "main", "nav", "aside", "li", "ul", "ol",
+    "table", "tr", "br", "hr", "pre", "blockquote", "dd", "dt", "dl", "figure", "figcaption",
+    "h1", "h2", "h3", "h4", "h5", "h6", "title", "td", "th",
+}
+_HTML_HEADING = {"h1", "h2", "h3", "h4", "h5", "h6"}
+
+
+class _VisibleText(HTMLParser):
+    """Streaming extraction (no tree, no recursion, so deeply nested pages cannot blow the stack)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.length = 0
+        self.skip_depth = 0
+        self.heading_start: int | None = None
+        self.heading_part = 0
+        self.headings: list[tuple[int, str]] = []
+        self.title_parts: list[str] = []
+        self.in_title = False
+
+    def _newline(self) -> None:
+        if self.parts and not self.parts[-1].endswith("\n"):
+            self._emit("\n")
+
+    def _emit(self, s: str) -> None:
+        self.parts.append(s)
+        self.length += len(s)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "title":
+            self.in_title = True
+        if tag in _HTML_SKIP:
+            self.skip_depth += 1
+        elif tag in _HTML_BLOCK:
+            self._newline()
+            if tag in _HTML_HEADING and not self.skip_depth:
+                self.heading_start = self.length
+                self.heading_part = len(self.parts)
+
+    def handle_startendtag(self, tag, attrs):
+        if tag in _HTML_BLOCK:
+            self._newline()
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self.in_title = False
+        if tag in _HTML_SKIP:
+            self.skip_depth = max(0, self.skip_depth - 1)
+        elif tag in _HTML_BLOCK:
+            if tag in _HTML_HEADING and self.heading_start is not None:
+                heading = "".join(self.parts[self.heading_part:]).strip()
+                if heading:
+                    self.headings.append((self.heading_start, " ".join(heading.split())))
+                self.heading_start = None
+            self._newline()
+
+    def handle_data(self, data):
+        if self.in_title:
+            self.title_parts.append(data)
+        if self.skip_depth:
+            return
+        text = re.sub(r"\s+", " ", data)
+        if text.strip() or (self.parts and not self.parts[-1].endswith((" ", "\n"))):
+            if self.parts and self.parts[-1].endswith("\n"):
+                text = text.lstrip()
+            if text:
+                self._emit(text)
+
+
+def _load_html(html: str, source: str) -> Document:
+    parser = _VisibleText()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception as exc:  # html.parser is lenient; anything raised here means a broken file
+        raise LoadError(f"cannot parse HTML ({exc})") from None
+    raw = "".join(parser.parts)
+    # Collapse runs of blank lines while keeping heading offsets valid: do it by re-mapping.
+    text, mapping = _squeeze_blank_lines(raw)
+    headings = [(mapping(o), h) for o, h in parser.headings]
+    title = " ".join("".join(parser.title_parts).split()) or (headings[0][1] if headings else None)
+    return Document(source, text, title or _title_from_name(Path(source)), {}, headings)
+
+
+def _squeeze_blank_lines(raw: str):
+    """Lines are stripped and runs of empty lines become one blank line; returns text and an
+    offset map from the raw text to the squeezed one."""
+    out: list[str] = []
+    raw_starts: list[int] = []
+    new_starts: list[int] = []
+    pos = 0
+    length = 0
+    blank = True
+    for line in raw.split("\n"):
+        stripped = line.strip()
+        if stripped:
+            raw_starts.append(pos + (len(line) - len(line.lstrip())))
+            new_starts.append(length + (1 if blank and out else 0))
+            piece = ("\n" if blank and out else "") + stripped + "\n"
+            out.append(piece)
+            length += len(piece)
+            blank = False
+        else:
+            blank = True
+        pos += len(line) + 1
+
+    def mapping(offset: int) -> int:
+        i = bisect_right(raw_starts, offset) - 1
+        return new_starts[i] + max(0, offset - raw_starts[i]) if i >= 0 else 0
+
+    return "".join(out), mapping
+
+
+# --- PDF ---------------------------------------------------------------------------------------
+
+def _load_pdf(data: bytes, source: str) -> Document:
+    import io
+    import logging
+
+    from pypdf import PdfReader
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns loudly about odd-but-fine files
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise LoadError("encrypted PDF")
+        parts, pages, length = [], [], 0
+        for number, page in enumerate(reader.pages, start=1):
+            page_text = (page.extract_text() or "").strip()
+            if not page_text:
+                continue
+            if parts:
+                parts.append("\n\n")
+                length += 2
+            pages.append((length, number))
+            parts.append(page_text)
+            length += len(page_text)
+        info_title = (reader.metadata or {}).get("/Title") if reader.metadata else None
+    except LoadError:
+        raise
+    except Exception as exc:  # pypdf raises many types for damaged files
+        raise LoadError(f"broken PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
+    text = "".join(parts)
+    title = str(info_title).strip() if info_title else _title_from_name(Path(source))
+    return Document(source, text, title, {}, [], pages)

@@ -31,13 +31,18 @@ from bot.schema import REFUSAL_TEXT, Answer, Chunk, Citation, Turn
 
 log = logging.getLogger(__name__)
 
-# Support thresholds. A cited sentence is kept when it is close enough to one of its passages:
-# - with embeddings: cosine between the sentence and the passage (or one of its sentences);
-# - without: the share of the sentence's content words (crudely stemmed) found in the passage.
-# Both chosen so that a paraphrase of the passage passes and an invented claim does not;
-# tests/test_llm.py pins examples of each.
-EMBED_MIN_COSINE = 0.6
-OVERLAP_MIN_SHARE = 0.5
+# Support thresholds. A cited sentence is kept when one of its passages supports it:
+# - without embeddings: at least OVERLAP_MIN_SHARE of the sentence's content words (crudely
+#   stemmed) occur in the passage;
+# - with embeddings: the mean of that share and the best cosine between the sentence and the
+#   passage (or one of its sentences) is at least EMBED_MIN_SUPPORT. Neither signal separates
+#   well alone: MiniLM scores a true paraphrase of a long sentence at 0.53 and the invention
+#   "Borisov was fired by Putin for corruption" at 0.56; the share is 0.5 for that invention.
+# Calibrated with all-MiniLM-L6-v2 on paraphrases of and inventions about the ISS article:
+# paraphrases scored share ≥ 0.57 and mean ≥ 0.64, inventions share ≤ 0.5 and mean ≤ 0.53
+# (tests/test_llm.py pins these examples).
+OVERLAP_MIN_SHARE = 0.55
+EMBED_MIN_SUPPORT = 0.6
 # Every number in a sentence must occur in its passages (embeddings and word overlap are both
 # blind to "2024" vs "2030").
 NUMBERS_MUST_MATCH = True
@@ -89,7 +94,7 @@ def make_chat_model(spec: str, timeout_s: float = 60) -> BaseChatModel:
     except ImportError as e:
         if provider in _EXTRAS:
             extra, package = _EXTRAS[provider]
-            hint = f"install the '{extra}' extra (pip install -e '.[{extra}]') or pip install {package}"
+            hint = f"pip install 'qabot[{extra}]' (in a checkout: pip install -e '.[{extra}]', or pip install {package})"
         else:
             hint = f"pip install langchain-{provider.replace('_', '-')}"
         raise LLMConfigError(f"LLM provider {provider!r} is not installed: {hint}") from e
@@ -289,6 +294,24 @@ def _split_sentences(line: str) -> list[str]:
     return [s for s in sentences if s]
 
 
+# Text addressed to the model rather than to readers: prompt injection in a document.
+_INJECTION_CUE = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b.{0,40}?\b(?:instructions?|prompts?|rules|directions|"
+    r"everything|above|previous|prior)\b|\byou are now\b|\bnew instructions?\b|"
+    r"\b(?:system|assistant)\s*(?:prompt\s*)?:|\bas an? (?:ai|language model|assistant)\b",
+    re.IGNORECASE,
+)
+
+
+def _support_sentences(passage: Chunk) -> list[str]:
+    """The sentences of a passage that may support a claim: all but those addressing the model."""
+    sentences = _split_sentences(" ".join(passage.text.split()))
+    kept = [s for s in sentences if not _INJECTION_CUE.search(s)]
+    if len(kept) < len(sentences):
+        log.info("passage %s contains instruction-like text; it supports no claim", passage.id)
+    return kept
+
+
 def _is_refusal(text: str) -> bool:
     def norm(s: str) -> str:
         s = _strip_markers(s).lower().replace("’", "'").replace("‘", "'")
@@ -305,25 +328,31 @@ class _Sentence:
 
 
 class _SupportChecker:
-    """Decides whether a sentence is supported by a passage."""
+    """Decides whether a sentence is supported by a passage.
+
+    Sentences of a passage that address the model ("ignore previous instructions and say ...")
+    support nothing, so a reply that obeys an injected instruction fails verification even
+    though it repeats the passage's words.
+    """
 
     def __init__(self, passages: Sequence[Chunk], embed: Callable[[list[str]], np.ndarray] | None):
-        self.passages = passages
-        self.words = [_content_words(p.title + " " + (p.section or "") + " " + p.text) for p in passages]
-        self.numbers = [_numbers(p.title + " " + (p.section or "") + " " + p.text) for p in passages]
+        self.sentences = [_support_sentences(p) for p in passages]
+        texts = [" ".join([p.title, p.section or "", *sentences]) for p, sentences in zip(passages, self.sentences)]
+        self.words = [_content_words(t) for t in texts]
+        self.numbers = [_numbers(t) for t in texts]
         self.embed = embed
         self._passage_vectors: list[np.ndarray] | None = None
 
     def _vectors(self) -> list[np.ndarray]:
         if self._passage_vectors is None:
             texts, owners = [], []
-            for i, p in enumerate(self.passages):
-                for piece in [p.text, *_split_sentences(" ".join(p.text.split()))]:
-                    texts.append(piece)
-                    owners.append(i)
-            vectors = np.asarray(self.embed(texts), dtype=float)
+            for i, sentences in enumerate(self.sentences):
+                pieces = [" ".join(sentences), *sentences] if len(sentences) > 1 else sentences
+                texts += pieces
+                owners += [i] * len(pieces)
+            vectors = np.asarray(self.embed(texts), dtype=float) if texts else np.zeros((0, 1))
             owners_arr = np.array(owners)
-            self._passage_vectors = [vectors[owners_arr == i] for i in range(len(self.passages))]
+            self._passage_vectors = [vectors[owners_arr == i] for i in range(len(self.sentences))]
         return self._passage_vectors
 
     def scores(self, sentence: str, candidates: Iterable[int]) -> dict[int, float]:
@@ -336,16 +365,16 @@ class _SupportChecker:
         candidates = [i for i in candidates if not NUMBERS_MUST_MATCH or numbers <= self.numbers[i]]
         if not candidates:
             return {}
+        shares = {i: len(words & self.words[i]) / len(words) for i in candidates}
         if self.embed is not None:
             try:
                 vector = np.asarray(self.embed([body]), dtype=float)[0]
                 vectors = self._vectors()
-                cosines = {i: float(np.max(vectors[i] @ vector)) for i in candidates}
-                return {i: c for i, c in cosines.items() if c >= EMBED_MIN_COSINE}
+                support = {i: (float(np.max(vectors[i] @ vector, initial=0.0)) + shares[i]) / 2 for i in candidates}
+                return {i: v for i, v in support.items() if v >= EMBED_MIN_SUPPORT}
             except Exception:
                 log.warning("embedding failed during citation checks; using word overlap", exc_info=True)
                 self.embed = None
-        shares = {i: len(words & self.words[i]) / len(words) for i in candidates}
         return {i: s for i, s in shares.items() if s >= OVERLAP_MIN_SHARE}
 
 

@@ -102,6 +102,7 @@ class QABot(commands.Bot):
         self, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig,
         warm_up: Callable[[], None] | None = None,
     ):
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here: no warning
         intents = discord.Intents.default()
         intents.message_content = config.message_content
         super().__init__(

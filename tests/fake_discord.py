@@ -1,0 +1,539 @@
+"""A fake Discord (REST + websocket gateway) on 127.0.0.1 for testing the real discord.py client.
+
+It speaks just enough of the API for the bot: login, the gateway handshake (HELLO, heartbeats
+and their ACKs, IDENTIFY → READY and GUILD_CREATE), command sync, interaction callbacks and
+webhook follow-ups, channel messages, typing and threads. It enforces the Discord rules a bot
+can break — content and embed limits (400 / 50035), interactions acknowledged within 3 s
+(404 / 10062) and only once (400 / 40060) — and records every request, so tests can assert on
+what the bot sent. Tests inject gateway events: slash commands, button clicks, messages.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import aiohttp
+from aiohttp import web
+
+APP_ID = 900000000000000001
+BOT_ID = 900000000000000002
+GUILD_ID = 900000000000000010
+CHANNEL_ID = 900000000000000020  # #general
+OTHER_CHANNEL_ID = 900000000000000021  # #random
+ROLE_ID = 900000000000000030  # @moderators
+TOKEN = "fake-bot-token"
+ACK_DEADLINE = 3.0  # seconds an interaction may wait for its callback
+
+_snowflakes = itertools.count(1)
+_DISCORD_EPOCH_MS = 1420070400000
+
+
+def snowflake() -> int:
+    """A fresh id with a plausible timestamp, like Discord's."""
+    ms = int(time.time() * 1000) - _DISCORD_EPOCH_MS
+    return (ms << 22) + (next(_snowflakes) % (1 << 22))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def user(user_id: int, name: str, bot: bool = False) -> dict:
+    return {"id": str(user_id), "username": name, "global_name": name, "discriminator": "0",
+            "avatar": None, "bot": bot, "public_flags": 0}
+
+
+BOT_USER = user(BOT_ID, "qabot", bot=True)
+
+
+def member(u: dict, permissions: str = "0") -> dict:
+    return {"user": u, "roles": [], "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False, "mute": False,
+            "flags": 0, "permissions": permissions}
+
+
+# --- Discord's message limits -------------------------------------------------------------
+
+
+def message_errors(payload: dict, *, creating: bool = True) -> dict | None:
+    """Discord's validation of a message payload: None if valid, else the `errors` object."""
+    errors: dict[str, Any] = {}
+
+    def err(path: str, message: str) -> None:
+        errors[path] = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": message}]}
+
+    content = payload.get("content") or ""
+    if len(content) > 2000:
+        err("content", "Must be 2000 or fewer in length.")
+    embeds = payload.get("embeds") or []
+    if len(embeds) > 10:
+        err("embeds", "Must be 10 or fewer in length.")
+    total = 0
+    for i, e in enumerate(embeds):
+        for key, limit in (("title", 256), ("description", 4096)):
+            value = e.get(key) or ""
+            total += len(value)
+            if len(value) > limit:
+                err(f"embeds.{i}.{key}", f"Must be {limit} or fewer in length.")
+        fields = e.get("fields") or []
+        if len(fields) > 25:
+            err(f"embeds.{i}.fields", "Must be 25 or fewer in length.")
+        for j, f in enumerate(fields):
+            for key, limit in (("name", 256), ("value", 1024)):
+                value = f.get(key) or ""
+                total += len(value)
+                if not value.strip() or len(value) > limit:
+                    err(f"embeds.{i}.fields.{j}.{key}", f"Must be between 1 and {limit} in length.")
+        for part, key, limit in (("footer", "text", 2048), ("author", "name", 256)):
+            value = (e.get(part) or {}).get(key) or ""
+            total += len(value)
+            if len(value) > limit:
+                err(f"embeds.{i}.{part}.{key}", f"Must be {limit} or fewer in length.")
+    if total > 6000:
+        err("embeds", "Embed size exceeds maximum size of 6000")
+    rows = payload.get("components") or []
+    if len(rows) > 5:
+        err("components", "Must be 5 or fewer in length.")
+    for i, row in enumerate(rows):
+        if len(row.get("components") or []) > 5:
+            err(f"components.{i}.components", "Must be 5 or fewer in length.")
+        for j, c in enumerate(row.get("components") or []):
+            if len(c.get("custom_id") or "") > 100 or len(c.get("label") or "") > 80:
+                err(f"components.{i}.components.{j}", "Must be 100 or fewer in length.")
+    if creating and not errors and not (content.strip() or embeds or rows or payload.get("attachments")):
+        return {"_empty": True}
+    return errors or None
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str  # without the /api/v10 prefix
+    query: dict
+    json: Any
+    status: int = 0
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Sent:
+    """A message the bot created, by any route."""
+
+    kind: str  # "channel", "callback", "followup", "edit"
+    channel_id: int | None
+    payload: dict
+    message: dict
+    interaction_token: str | None = None
+
+
+@dataclass
+class Interaction:
+    id: int
+    token: str
+    created: float
+    kind: int  # 2 application command, 3 component
+    data: dict
+    channel_id: int
+    acked: bool = False
+    callback_type: int | None = None
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # Exactly "application/json": discord.py treats "application/json; charset=utf-8" as text.
+    return web.Response(status=status, body=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
+
+
+def _error(status: int, code: int, message: str, errors: dict | None = None) -> web.Response:
+    body: dict[str, Any] = {"message": message, "code": code}
+    if errors:
+        body["errors"] = errors
+    return _json(body, status)
+
+
+class FakeDiscord:
+    def __init__(self, *, heartbeat_interval_ms: int = 250, token: str = TOKEN,
+                 allow_message_content: bool = True, ack_deadline: float = ACK_DEADLINE):
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.token = token
+        self.allow_message_content = allow_message_content
+        self.ack_deadline = ack_deadline
+        self.requests: list[Recorded] = []
+        self.sent: list[Sent] = []
+        self.rejected: list[tuple[str, dict]] = []  # (path, error body) of refused requests
+        self.commands: list[dict] = []  # the last synced global commands
+        self.interactions: dict[str, Interaction] = {}  # by token
+        self.heartbeats: list[float] = []  # monotonic time of every heartbeat received (all ACKed)
+        self.identify: dict | None = None
+        self.ready = asyncio.Event()
+        self.channels: dict[int, dict] = {
+            CHANNEL_ID: self._text_channel(CHANNEL_ID, "general"),
+            OTHER_CHANNEL_ID: self._text_channel(OTHER_CHANNEL_ID, "random"),
+        }
+        self.messages: dict[int, dict] = {}  # every message by id (bot's and injected)
+        self._ws: web.WebSocketResponse | None = None
+        self._ws_lock = asyncio.Lock()
+        self._seq = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- lifecycle
+
+    async def start(self) -> "FakeDiscord":
+        app = web.Application()
+        app.router.add_route("GET", "/", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> "FakeDiscord":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    # --- waiting and querying (for tests)
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            await asyncio.sleep(0.01)
+
+    def requests_to(self, method: str, prefix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
+
+    def sent_for(self, interaction_token: str) -> list[Sent]:
+        return [s for s in self.sent if s.interaction_token == interaction_token]
+
+    def sent_in(self, channel_id: int) -> list[Sent]:
+        return [s for s in self.sent if s.channel_id == channel_id and s.kind == "channel"]
+
+    def command_id(self, name: str) -> str:
+        return next(c["id"] for c in self.commands if c["name"] == name)
+
+    # --- gateway
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._ws = ws
+        await self._send({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(msg.data)
+            op = data.get("op")
+            if op == 1:
+                self.heartbeats.append(time.monotonic())
+                await self._send({"op": 11})
+            elif op == 2:
+                await self._on_identify(ws, data["d"])
+            elif op == 6:  # RESUME: make it start over
+                await self._send({"op": 9, "d": False})
+        return ws
+
+    async def _on_identify(self, ws: web.WebSocketResponse, d: dict) -> None:
+        self.identify = {k: v for k, v in d.items() if k != "token"}
+        if d.get("token") != self.token:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return
+        if d.get("intents", 0) & (1 << 15) and not self.allow_message_content:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
+        await self.dispatch("READY", {
+            "v": 10, "user": BOT_USER, "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+            "session_id": "fake-session", "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(APP_ID), "flags": 0}, "private_channels": [], "relationships": [],
+        })
+        await self.dispatch("GUILD_CREATE", {
+            "id": str(GUILD_ID), "name": "Test guild", "icon": None, "owner_id": "1", "unavailable": False,
+            "member_count": 2, "large": False, "features": [], "emojis": [], "stickers": [],
+            "roles": [
+                {"id": str(GUILD_ID), "name": "@everyone", "permissions": "1071698660929", "position": 0,
+                 "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0},
+                {"id": str(ROLE_ID), "name": "moderators", "permissions": "0", "position": 1,
+                 "color": 0, "hoist": False, "managed": False, "mentionable": True, "flags": 0},
+            ],
+            "channels": [c for c in self.channels.values() if c["type"] == 0],
+            "threads": [], "members": [member(BOT_USER)], "voice_states": [], "presences": [],
+            "joined_at": "2024-01-01T00:00:00+00:00",
+        })
+        self.ready.set()
+
+    async def _send(self, payload: dict) -> None:
+        async with self._ws_lock:
+            if self._ws is not None and not self._ws.closed:
+                await self._ws.send_str(json.dumps(payload))
+
+    async def dispatch(self, event: str, data: dict) -> None:
+        self._seq += 1
+        await self._send({"op": 0, "t": event, "s": self._seq, "d": data})
+
+    # --- injecting events
+
+    async def slash(self, name: str, options: dict | None = None, *, user_id: int = 111, guild: bool = True,
+                    channel_id: int = CHANNEL_ID, permissions: str = "0") -> str:
+        """A user runs /name; returns the interaction token."""
+        data = {"id": self.command_id(name), "name": name, "type": 1,
+                "options": [{"name": k, "type": 3, "value": v} for k, v in (options or {}).items()]}
+        return await self._interaction(2, data, user_id=user_id, guild=guild, channel_id=channel_id,
+                                       permissions=permissions)
+
+    async def click(self, message: dict, custom_id: str, *, user_id: int = 111) -> str:
+        """A user clicks the button `custom_id` under `message` (as returned to the bot)."""
+        data = {"custom_id": custom_id, "component_type": 2}
+        channel_id = int(message["channel_id"])
+        guild = self.channels.get(channel_id, {}).get("type") != 1
+        return await self._interaction(3, data, user_id=user_id, guild=guild, channel_id=channel_id,
+                                       message=message)
+
+    async def _interaction(self, kind: int, data: dict, *, user_id: int, guild: bool, channel_id: int,
+                           permissions: str = "0", message: dict | None = None) -> str:
+        iid, token = snowflake(), f"itoken-{snowflake()}"
+        u = user(user_id, f"user{user_id}")
+        channel = self.channels.get(channel_id) or {"id": str(channel_id), "type": 1}
+        payload: dict[str, Any] = {
+            "id": str(iid), "application_id": str(APP_ID), "type": kind, "data": data, "token": token,
+            "version": 1, "channel_id": str(channel_id), "channel": channel, "locale": "en-US",
+            "app_permissions": "1071698660929", "entitlements": [], "authorizing_integration_owners": {},
+            "attachment_size_limit": 8 * 1024 * 1024, "context": 0 if guild else 1,
+        }
+        if guild:
+            payload["guild_id"] = str(GUILD_ID)
+            payload["guild_locale"] = "en-US"
+            payload["member"] = member(u, permissions)
+        else:
+            payload["user"] = u
+        if message is not None:
+            payload["message"] = message
+        self.interactions[token] = Interaction(iid, token, time.monotonic(), kind, data, channel_id)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return token
+
+    async def message(self, content: str, *, user_id: int = 111, channel_id: int = CHANNEL_ID,
+                      mention_bot: bool = False, mention_roles: list[int] = (), dm: bool = False,
+                      bot: bool = False) -> dict:
+        """A user posts `content`; with `mention_bot` it starts with the bot's mention."""
+        if mention_bot:
+            content = f"<@{BOT_ID}> {content}"
+        u = user(user_id, f"user{user_id}", bot=bot)
+        data: dict[str, Any] = {
+            "id": str(snowflake()), "channel_id": str(channel_id), "author": u, "content": content,
+            "timestamp": now_iso(), "edited_timestamp": None, "tts": False,
+            "mention_everyone": "@everyone" in content or "@here" in content,
+            "mentions": [{**BOT_USER, "member": member(BOT_USER)}] if mention_bot else [],
+            "mention_roles": [str(r) for r in mention_roles], "attachments": [], "embeds": [],
+            "pinned": False, "type": 0, "flags": 0, "components": [],
+        }
+        if dm:
+            self.channels.setdefault(channel_id, {"id": str(channel_id), "type": 1, "recipients": [u]})
+        else:
+            data["guild_id"] = str(GUILD_ID)
+            data["member"] = {k: v for k, v in member(u).items() if k != "user"}
+        self.messages[int(data["id"])] = data
+        await self.dispatch("MESSAGE_CREATE", data)
+        return data
+
+    # --- REST
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        body = None
+        if request.can_read_body:
+            raw = await request.read()
+            if request.content_type == "multipart/form-data":
+                body = {"_multipart": True}
+            elif raw:
+                body = json.loads(raw)
+        rec = Recorded(request.method, path, dict(request.query), body)
+        self.requests.append(rec)
+        if request.headers.get("Authorization") not in (f"Bot {self.token}", None):
+            response = _error(401, 0, "401: Unauthorized")
+        else:
+            response = await self._route(request.method, path.rstrip("/").split("/")[1:], body or {}, request)
+        rec.status = response.status
+        if response.status >= 400:
+            self.rejected.append((path, json.loads(response.body) if response.body else {}))
+        return response
+
+    async def _route(self, method: str, parts: list[str], body: dict, request: web.Request) -> web.Response:
+        match method, parts:
+            case "GET", ["users", "@me"]:
+                if request.headers.get("Authorization") != f"Bot {self.token}":
+                    return _error(401, 0, "401: Unauthorized")
+                return _json(BOT_USER)
+            case "GET", ["oauth2", "applications", "@me"]:
+                return _json({"id": str(APP_ID), "name": "qabot", "icon": None, "description": "",
+                              "bot_public": True, "bot_require_code_grant": False, "owner": user(1, "owner"),
+                              "verify_key": "0" * 64, "flags": 0, "team": None, "summary": ""})
+            case "GET", ["gateway", "bot"]:
+                return _json({"url": self.gateway_url, "shards": 1, "session_start_limit":
+                              {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
+            case "PUT", ["applications", app, "commands"]:
+                self.commands = [self._command(c) for c in body]
+                return _json(self.commands)
+            case "PUT", ["applications", app, "guilds", guild_id, "commands"]:
+                return _json([self._command(c, guild_id) for c in body])
+            case "POST", ["interactions", iid, token, "callback"]:
+                return self._callback(token, body)
+            case "POST", ["webhooks", app, token]:
+                return self._followup(token, body)
+            case "PATCH", ["webhooks", app, token, "messages", message_id]:
+                return self._edit_webhook_message(token, message_id, body)
+            case "POST", ["channels", channel_id, "typing"]:
+                return web.Response(status=204)
+            case "POST", ["channels", channel_id, "messages"]:
+                return await self._create_message(int(channel_id), body)
+            case "POST", ["channels", channel_id, "messages", message_id, "threads"]:
+                return await self._create_thread(int(channel_id), int(message_id), body)
+        return _error(404, 0, "404: Not Found")
+
+    def _command(self, c: dict, guild_id: str | None = None) -> dict:
+        out = {**c, "id": str(snowflake()), "application_id": str(APP_ID), "version": str(snowflake()),
+               "description": c.get("description", ""), "type": c.get("type", 1), "options": c.get("options", [])}
+        if out.get("default_member_permissions") is not None:
+            out["default_member_permissions"] = str(out["default_member_permissions"])
+        if guild_id:
+            out["guild_id"] = guild_id
+        return out
+
+    def _message_object(self, channel_id: int | None, payload: dict, *, webhook: bool = False) -> dict:
+        mid = snowflake()
+        message = {
+            "id": str(mid), "channel_id": str(channel_id), "author": BOT_USER,
+            "content": payload.get("content") or "", "timestamp": now_iso(), "edited_timestamp": None,
+            "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
+            "embeds": payload.get("embeds") or [], "components": payload.get("components") or [],
+            "pinned": False, "type": 0, "flags": payload.get("flags", 0) or 0,
+        }
+        channel = self.channels.get(channel_id or 0)
+        if channel and channel.get("guild_id"):
+            message["guild_id"] = channel["guild_id"]
+        if webhook:
+            message["webhook_id"] = str(APP_ID)
+            message["application_id"] = str(APP_ID)
+        if payload.get("message_reference"):
+            message["message_reference"] = payload["message_reference"]
+            message["type"] = 19
+        self.messages[mid] = message
+        return message
+
+    def _invalid(self, payload: dict) -> web.Response | None:
+        errors = message_errors(payload)
+        if errors is None:
+            return None
+        if errors.get("_empty"):
+            return _error(400, 50006, "Cannot send an empty message")
+        return _error(400, 50035, "Invalid Form Body", errors)
+
+    def _callback(self, token: str, body: dict) -> web.Response:
+        inter = self.interactions.get(token)
+        if inter is None or time.monotonic() - inter.created > self.ack_deadline:
+            return _error(404, 10062, "Unknown interaction")
+        if inter.acked:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        kind, data = body.get("type"), body.get("data") or {}
+        resource: dict[str, Any] = {"type": kind}
+        if kind in (4, 7):
+            if bad := self._invalid(data):
+                return bad
+            message = self._message_object(inter.channel_id, data, webhook=True)
+            self.sent.append(Sent("callback", inter.channel_id, data, message, token))
+            resource["message"] = message
+        inter.acked, inter.callback_type = True, kind
+        return _json({
+            "interaction": {"id": str(inter.id), "type": inter.kind, "response_message_loading": kind == 5,
+                            "response_message_ephemeral": bool((data.get("flags") or 0) & 64)},
+            "resource": resource,
+        })
+
+    def _followup(self, token: str, body: dict) -> web.Response:
+        inter = self.interactions.get(token)
+        if inter is None or not inter.acked:
+            return _error(404, 10015, "Unknown Webhook")
+        if bad := self._invalid(body):
+            return bad
+        message = self._message_object(inter.channel_id, body, webhook=True)
+        self.sent.append(Sent("followup", inter.channel_id, body, message, token))
+        return _json(message)
+
+    def _edit_webhook_message(self, token: str, message_id: str, body: dict) -> web.Response:
+        inter = self.interactions.get(token)
+        if inter is None or not inter.acked:
+            return _error(404, 10015, "Unknown Webhook")
+        errors = message_errors(body, creating=False)
+        if errors:
+            return _error(400, 50035, "Invalid Form Body", errors)
+        message = self._message_object(inter.channel_id, body, webhook=True)
+        self.sent.append(Sent("edit", inter.channel_id, body, message, token))
+        return _json(message)
+
+    async def _create_message(self, channel_id: int, body: dict) -> web.Response:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return _error(404, 10003, "Unknown Channel")
+        if bad := self._invalid(body):
+            return bad
+        message = self._message_object(channel_id, body)
+        self.sent.append(Sent("channel", channel_id, body, message))
+        # Real Discord echoes the bot's own message back over the gateway.
+        asyncio.get_running_loop().create_task(self.dispatch("MESSAGE_CREATE", message))
+        return _json(message)
+
+    async def _create_thread(self, channel_id: int, message_id: int, body: dict) -> web.Response:
+        parent = self.channels.get(channel_id)
+        if parent is None or parent["type"] != 0:
+            return _error(404, 10003, "Unknown Channel")
+        name = body.get("name") or ""
+        if not 1 <= len(name) <= 100:
+            return _error(400, 50035, "Invalid Form Body",
+                          {"name": {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH",
+                                                 "message": "Must be between 1 and 100 in length."}]}})
+        if message_id in {int(c["id"]) for c in self.channels.values()}:
+            return _error(400, 160004, "A thread has already been created for this message")
+        thread = {
+            "id": str(message_id), "guild_id": str(GUILD_ID), "parent_id": str(channel_id),
+            "owner_id": str(BOT_ID), "name": name, "type": 11, "last_message_id": None,
+            "message_count": 0, "member_count": 1, "rate_limit_per_user": 0, "flags": 0,
+            "thread_metadata": {"archived": False, "auto_archive_duration": body.get("auto_archive_duration", 1440),
+                                "archive_timestamp": now_iso(), "locked": False},
+            "total_message_sent": 0,
+        }
+        self.channels[message_id] = thread
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return _json(thread, 201)
+
+    @staticmethod
+    def _text_channel(channel_id: int, name: str) -> dict:
+        return {"id": str(channel_id), "type": 0, "guild_id": str(GUILD_ID), "name": name, "position": 0,
+                "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
+                "last_message_id": None, "rate_limit_per_user": 0}

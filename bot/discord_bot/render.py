@@ -78,16 +78,24 @@ def split_text(text: str, limit: int) -> list[str]:
 
 def _best_cut(text: str, limit: int) -> int:
     window = text[: limit + 1]
+    markers = [m.span() for m in _MARKER.finditer(text, 0, limit + 40)]
+
+    def inside_marker(cut: int) -> bool:
+        return any(start < cut < end for start, end in markers)
+
     for pattern in _BREAKS:
-        ends = [m.end() for m in pattern.finditer(window) if m.start() > limit // 4 and m.start() <= limit]
+        ends = [
+            m.end() for m in pattern.finditer(window)
+            if limit // 4 < m.start() <= limit and not inside_marker(m.start()) and not inside_marker(m.end())
+        ]
         if ends:
             # The break's trailing whitespace may run past the limit; the piece is right-stripped.
             return ends[-1]
     # No break at all (one enormous word): cut hard, but never through a marker.
     cut = limit
-    for m in _MARKER.finditer(text, max(0, limit - 40), limit + 40):
-        if m.start() < cut < m.end():
-            cut = m.start()
+    for start, end in markers:
+        if start < cut < end:
+            cut = start
     return cut if cut > 0 else limit
 
 

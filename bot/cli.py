@@ -71,7 +71,9 @@ def cli() -> None:
 @click.option("--chunk-overlap", type=click.IntRange(0, 4000), default=None, envvar="QABOT_CHUNK_OVERLAP",
               help="Characters shared by neighbouring chunks (default 120). [env: QABOT_CHUNK_OVERLAP]")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary line and problems.")
-def ingest(paths, corpus, index_dir, chroma_url, rebuild, chunk_size, chunk_overlap, quiet):
+@click.option("--watch", is_flag=True,
+              help="After indexing, keep re-indexing files as they change (one line per batch) until Ctrl-C.")
+def ingest(paths, corpus, index_dir, chroma_url, rebuild, chunk_size, chunk_overlap, quiet, watch):
     """Index documents (default: the whole corpus folder).
 
     Incremental: unchanged files are skipped without embedding, changed files replace their
@@ -79,6 +81,10 @@ def ingest(paths, corpus, index_dir, chroma_url, rebuild, chunk_size, chunk_over
     """
     settings = make_settings(corpus, index_dir, chroma_url, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     run_ingest(settings, list(paths) or None, rebuild=rebuild, quiet=quiet)
+    if watch:
+        from bot.watch import watch as watch_corpus
+
+        watch_corpus(settings, list(paths) or None)
 
 
 def run_ingest(settings, paths=None, rebuild=False, quiet=False, embedder=None):

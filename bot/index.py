@@ -347,8 +347,10 @@ def ingest(
     on_skip: Callable[[str, str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_wait: Callable[[], None] | None = None,
+    missing_ok: bool = False,
 ) -> IngestReport:
-    """Bring the index in line with the corpus (or with `paths` inside/outside it)."""
+    """Bring the index in line with the corpus (or with `paths` inside/outside it). With
+    `missing_ok`, a path that does not exist is indexed as empty (its chunks are deleted)."""
     started = time.perf_counter()
     report = IngestReport()
 
@@ -360,7 +362,7 @@ def ingest(
     corpus = settings.corpus
     roots = [Path(p) for p in paths] if paths else [corpus]
     for root in roots:
-        if not root.exists():
+        if not root.exists() and not missing_ok:
             raise CorpusMissing(f"corpus path not found: {root}")
 
     with ingest_lock(settings.index, on_wait):

@@ -504,6 +504,7 @@ def test_discord_command_answers_with_the_real_qa(tmp_path, iss_corpus):
             assert [r.json["type"] for r in fake.requests if r.path.endswith(f"/{token}/callback")] == [5]
             first = followups(fake, token)[0].payload["embeds"][0]
             assert first["description"] and first["title"]
+            print(f"\nreal QA over Discord: {first['description'][:300]!r}")
             assert TOKEN not in err.decode()
             return proc.returncode
 

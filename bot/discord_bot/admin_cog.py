@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot.client import QABot
 from bot.discord_bot.render import clip, plain
-
-if TYPE_CHECKING:
-    from bot.discord_bot.client import QABot
 
 log = logging.getLogger(__name__)
 

@@ -6,20 +6,17 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot.client import QABot, UserFacingError
 from bot.discord_bot.ratelimit import RateLimiter
 from bot.discord_bot.render import clip, plain, render_answer
 from bot.feedback import FeedbackStore
 from bot.schema import Answer, Turn
-
-if TYPE_CHECKING:
-    from bot.discord_bot.client import QABot
-
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -114,9 +111,8 @@ class AskCog(commands.Cog):
         await interaction.response.defer(thinking=True)
         try:
             answer = await self.answer(question, [])
-        except Exception:
-            log.exception("answering %r failed", question)
-            await interaction.followup.send(ERROR_TEXT, allowed_mentions=NO_MENTIONS)
+        except Exception as e:
+            await interaction.followup.send(self._error_text(e, question), allowed_mentions=NO_MENTIONS)
             return
         await self.send_answer(interaction.followup.send, answer, wait=True)
 
@@ -193,13 +189,19 @@ class AskCog(commands.Cog):
             try:
                 async with channel.typing():
                     answer = await self.answer(question, history)
-            except Exception:
-                log.exception("answering %r failed", question)
-                await channel.send(ERROR_TEXT, allowed_mentions=NO_MENTIONS, **first)
+            except Exception as e:
+                await channel.send(self._error_text(e, question), allowed_mentions=NO_MENTIONS, **first)
                 return
             await self.send_answer(channel.send, answer, **first)
             if track:
                 self._remember(channel.id, Turn(question=question, answer=answer.text))
+
+    @staticmethod
+    def _error_text(error: Exception, question: str) -> str:
+        if isinstance(error, UserFacingError):
+            return plain(str(error) or ERROR_TEXT)
+        log.error("answering %r failed", question, exc_info=error)
+        return ERROR_TEXT
 
     def _remember(self, conversation_id: int, turn: Turn | None) -> None:
         turns = self.conversations.pop(conversation_id, [])

@@ -91,6 +91,10 @@ def apply_endpoints(config: DiscordConfig) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(config.gateway_url)
 
 
+class UserFacingError(Exception):
+    """Raised by answer_fn when the question cannot be answered; the message is shown to the user."""
+
+
 class StartupError(RuntimeError):
     """The warm-up (loading the models and the index) failed after a successful login."""
 

@@ -58,7 +58,7 @@ def discord_command(verbose: bool) -> None:
 
     import discord
 
-    from bot.discord_bot.client import DiscordConfig, StartupError, run_bot
+    from bot.discord_bot.client import DiscordConfig, StartupError, UserFacingError, run_bot
 
     try:
         config = DiscordConfig.from_env()
@@ -71,28 +71,35 @@ def discord_command(verbose: bool) -> None:
         settings = Settings.from_env()
     except ValueError as e:
         _fail(f"invalid setting: {e}")
-    qa: list = []  # the loaded QA pipeline; replaced after a /reindex
+    qa: list = []  # the QA pipeline, loaded once (in `warm_up`, right after login)
     qa_lock = threading.Lock()
 
-    def load_qa() -> None:
+    def load_qa():
         from bot.answer import QA
 
         with qa_lock:
             if not qa:
-                qa.append(QA(settings))
+                pipeline = QA(settings)
+                if hasattr(pipeline, "warm_up"):
+                    pipeline.warm_up()
+                qa.append(pipeline)
+            return qa[0]
 
     def answer_fn(question, history):
-        load_qa()
-        return qa[0].answer(question, history=history)
+        from bot.answer import QuestionError
+
+        try:
+            return load_qa().answer(question, history=history)
+        except QuestionError as e:  # empty or oversize question: its message is meant for the user
+            raise UserFacingError(str(e)) from e
 
     def reindex_fn() -> str:
-        from bot.answer import QA
         from bot.index import ingest
 
         report = ingest(settings)
-        fresh = QA(settings)
-        with qa_lock:
-            qa[:] = [fresh]
+        pipeline = load_qa()
+        if hasattr(pipeline, "refresh"):
+            pipeline.refresh()  # pick up the new index generation
         return report.summary_line()
 
     try:

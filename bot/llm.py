@@ -152,6 +152,7 @@ CONDENSE_PROMPT = ChatPromptTemplate.from_messages([("system", CONDENSE_SYSTEM),
 _DELIMITER_LOOKALIKE = re.compile(r"<(\s*/?\s*passages?\b)", re.IGNORECASE)
 _FOOTNOTE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")  # "[12]" in a source would look like our markers
 _MARKER_GROUP = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_MARKER_VARIANT = re.compile(r"[\[【]\s*(?:passages?|sources?|documents?|doc)?\s*(\d+)\s*[\]】]", re.IGNORECASE)
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 
 
@@ -342,6 +343,7 @@ class _SupportChecker:
         self.numbers = [_numbers(t) for t in texts]
         self.embed = embed
         self._passage_vectors: list[np.ndarray] | None = None
+        self._sentence_vectors: dict[str, np.ndarray] = {}
 
     def _vectors(self) -> list[np.ndarray]:
         if self._passage_vectors is None:
@@ -355,27 +357,47 @@ class _SupportChecker:
             self._passage_vectors = [vectors[owners_arr == i] for i in range(len(self.sentences))]
         return self._passage_vectors
 
-    def scores(self, sentence: str, candidates: Iterable[int]) -> dict[int, float]:
-        """Support of `sentence` by each candidate passage, 0 when unsupported, else > 0."""
+    def prime(self, sentences: Iterable[str]) -> None:
+        """Embed the passages and `sentences` in one batch (tiny batches are slow on CPU)."""
+        if self.embed is None:
+            return
+        bodies = list(dict.fromkeys(b for b in map(_strip_markers, sentences) if b not in self._sentence_vectors))
+        try:
+            self._vectors()
+            if bodies:
+                self._sentence_vectors.update(zip(bodies, np.asarray(self.embed(bodies), dtype=float)))
+        except Exception:
+            log.warning("embedding failed during citation checks; using word overlap", exc_info=True)
+            self.embed = None
+
+    def support(self, sentence: str, group: Sequence[int]) -> float:
+        """How well the passages of `group`, taken together, support `sentence`: 0 when they
+        don't, else a score above the threshold."""
         body = _strip_markers(sentence)
         words = _content_words(body)
-        if not words:
-            return {}
-        numbers = _numbers(body)
-        candidates = [i for i in candidates if not NUMBERS_MUST_MATCH or numbers <= self.numbers[i]]
-        if not candidates:
-            return {}
-        shares = {i: len(words & self.words[i]) / len(words) for i in candidates}
+        if not words or not group:
+            return 0.0
+        if NUMBERS_MUST_MATCH and not _numbers(body) <= set().union(*(self.numbers[i] for i in group)):
+            return 0.0
+        share = len(words & set().union(*(self.words[i] for i in group))) / len(words)
         if self.embed is not None:
             try:
-                vector = np.asarray(self.embed([body]), dtype=float)[0]
-                vectors = self._vectors()
-                support = {i: (float(np.max(vectors[i] @ vector, initial=0.0)) + shares[i]) / 2 for i in candidates}
-                return {i: v for i, v in support.items() if v >= EMBED_MIN_SUPPORT}
+                if body not in self._sentence_vectors:
+                    self._sentence_vectors[body] = np.asarray(self.embed([body]), dtype=float)[0]
+                vector, vectors = self._sentence_vectors[body], self._vectors()
+                cosine = max(float(np.max(vectors[i] @ vector, initial=0.0)) for i in group)
+                value = (cosine + share) / 2
+                return value if value >= EMBED_MIN_SUPPORT else 0.0
             except Exception:
                 log.warning("embedding failed during citation checks; using word overlap", exc_info=True)
                 self.embed = None
-        return {i: s for i, s in shares.items() if s >= OVERLAP_MIN_SHARE}
+        return share if share >= OVERLAP_MIN_SHARE else 0.0
+
+    def best_passage(self, sentence: str) -> int | None:
+        """The passage that supports `sentence` best on its own, if any does."""
+        support = {i: self.support(sentence, [i]) for i in range(len(self.words))}
+        best = max(support, key=support.get, default=None)
+        return best if best is not None and support[best] > 0 else None
 
 
 def _renumber(text: str, mapping: dict[int, int], added: int | None) -> str:
@@ -391,6 +413,7 @@ def _renumber(text: str, mapping: dict[int, int], added: int | None) -> str:
         return (" " if numbers else "") + "".join(f"[{n}]" for n in numbers)
 
     text = _MARKER_GROUP.sub(repl, text).strip()
+    text = re.sub(r"(?<=\d\])\s+(?=\[\d)", "", text)  # "[1] [2]" → "[1][2]"
     text = re.sub(r"\s+([.!?,;:])", r"\1", text)
     if added is not None:
         m = re.search(r"[.!?]+[\"'”’)]*$", text)
@@ -495,7 +518,7 @@ class LLMAnswerer:
         self, question: str, passages: list[Chunk], scores: list[float], reply: str, started: float
     ) -> Answer | None:
         generated = time.monotonic()
-        reply = _THINK.sub("", reply or "").strip()
+        reply = _MARKER_VARIANT.sub(r"[\1]", _THINK.sub("", reply or "")).strip()
         timings = {"llm": (generated - started) * 1000}
         if _is_refusal(reply):
             citations = [_citation(i + 1, p, scores, i) for i, p in enumerate(passages)]
@@ -503,29 +526,25 @@ class LLMAnswerer:
             return Answer(question, REFUSAL_TEXT, True, citations, self.name, timings_ms=timings)
 
         checker = _SupportChecker(passages, self.embed)
+        split = [_split_sentences(line) for line in reply.splitlines()]
+        checker.prime(text for sentences in split for text in sentences)
         lines: list[list[_Sentence]] = []
         total = dropped = invalid = 0
-        for line in reply.splitlines():
+        for sentences in split:
             kept: list[_Sentence] = []
-            for text in _split_sentences(line):
+            for text in sentences:
                 total += 1
-                if _is_refusal(text):
-                    kept.append(_Sentence(text))
+                if _is_refusal(text):  # next to claims, "I couldn't find this" says nothing
                     continue
                 numbers = [int(n) for g in _MARKER_GROUP.findall(text) for n in re.findall(r"\d+", g)]
                 cited = list(dict.fromkeys(n - 1 for n in numbers if 1 <= n <= len(passages)))
                 invalid += len(numbers) - sum(1 for n in numbers if 1 <= n <= len(passages))
-                if cited:
-                    if checker.scores(text, cited):
-                        kept.append(_Sentence(text, cited))
-                    else:
-                        dropped += 1
+                if cited and checker.support(text, cited):
+                    kept.append(_Sentence(text, cited))
+                elif not cited and (best := checker.best_passage(text)) is not None:
+                    kept.append(_Sentence(text, added=best))
                 else:
-                    support = checker.scores(text, range(len(passages)))
-                    if support:
-                        kept.append(_Sentence(text, added=max(support, key=support.get)))
-                    else:
-                        dropped += 1
+                    dropped += 1
             lines.append(kept)
 
         if dropped or invalid:
@@ -533,7 +552,7 @@ class LLMAnswerer:
                 "LLM %s: dropped %d of %d sentences as unsupported, removed %d invalid markers",
                 self.name, dropped, total, invalid,
             )
-        if not any(s.cited or s.added is not None for kept in lines for s in kept):
+        if not any(lines):
             log.info("LLM %s: nothing verifiable in the reply, falling back", self.name)
             return None
 

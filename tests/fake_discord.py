@@ -26,6 +26,7 @@ GUILD_ID = 900000000000000010
 CHANNEL_ID = 900000000000000020  # #general
 OTHER_CHANNEL_ID = 900000000000000021  # #random
 ROLE_ID = 900000000000000030  # @moderators
+BOT_ROLE_ID = 900000000000000031  # the bot's managed role, "@qabot" in the mention picker
 TOKEN = "fake-bot-token"
 ACK_DEADLINE = 3.0  # seconds an interaction may wait for its callback
 
@@ -282,9 +283,12 @@ class FakeDiscord:
                  "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0},
                 {"id": str(ROLE_ID), "name": "moderators", "permissions": "0", "position": 1,
                  "color": 0, "hoist": False, "managed": False, "mentionable": True, "flags": 0},
+                {"id": str(BOT_ROLE_ID), "name": "qabot", "permissions": "0", "position": 2, "color": 0,
+                 "hoist": False, "managed": True, "mentionable": False, "flags": 0,
+                 "tags": {"bot_id": str(BOT_ID)}},
             ],
             "channels": [c for c in self.channels.values() if c["type"] == 0],
-            "threads": [], "members": [member(BOT_USER)], "voice_states": [], "presences": [],
+            "threads": [], "members": [{**member(BOT_USER), "roles": [str(BOT_ROLE_ID)]}], "voice_states": [], "presences": [],
             "joined_at": "2024-01-01T00:00:00+00:00",
         })
         self.ready.set()

@@ -20,11 +20,13 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.discord_bot.client import DiscordConfig, QABot, apply_endpoints
+from bot.discord_bot.ask_cog import ERROR_TEXT
+from bot.discord_bot.client import DiscordConfig, QABot, UserFacingError, apply_endpoints
+from bot.discord_bot.ratelimit import RateLimiter, parse_rate_limit
 from bot.feedback import FeedbackStore
 from bot.schema import REFUSAL_TEXT, Answer, Citation, Turn
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_discord import APP_ID, CHANNEL_ID, OTHER_CHANNEL_ID, ROLE_ID, TOKEN, FakeDiscord  # noqa: E402
+from fake_discord import APP_ID, BOT_ROLE_ID, CHANNEL_ID, OTHER_CHANNEL_ID, ROLE_ID, TOKEN, FakeDiscord  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 NO_PINGS = {"parse": []}
@@ -246,6 +248,41 @@ def test_direct_messages_answered_unless_disabled():
     assert run(body(False)).calls == []
 
 
+def test_mention_of_the_bots_role_counts_as_a_mention():
+    answerer = Answerer()
+
+    async def body():
+        async with running(answerer) as (fake, bot):
+            message = await fake.message(f"<@&{BOT_ROLE_ID}> When will Russia leave?", mention_roles=[BOT_ROLE_ID])
+            await fake.wait_for(lambda: fake.sent_in(int(message["id"])), 5, "the answer in the thread")
+            assert answerer.calls == [("When will Russia leave?", [])]
+
+    run(body())
+
+
+def test_errors_are_reported_and_the_bot_carries_on():
+    def flaky(question):
+        if question == "bad":
+            raise UserFacingError("Please ask a shorter question.")
+        if question == "boom":
+            raise RuntimeError("index exploded")
+        return short_answer(question)
+
+    async def body():
+        async with running(Answerer(flaky)) as (fake, bot):
+            tokens = [await fake.slash("ask", {"question": q}, user_id=i) for i, q in enumerate(["bad", "boom", "ok"])]
+            await fake.wait_for(lambda: all(followups(fake, t) for t in tokens), 5, "three replies")
+            bad, boom, ok = (followups(fake, t)[0].payload for t in tokens)
+            assert bad["content"] == "Please ask a shorter question."
+            assert boom["content"] == ERROR_TEXT and "exploded" not in boom["content"]
+            assert ok["embeds"]
+            message = await fake.message("boom", mention_bot=True, user_id=9)
+            await fake.wait_for(lambda: fake.sent_in(int(message["id"])), 5, "the error in the thread")
+            assert fake.sent_in(int(message["id"]))[0].payload["content"] == ERROR_TEXT
+
+    run(body())
+
+
 # --- limits ---------------------------------------------------------------------------------
 
 
@@ -358,6 +395,55 @@ def test_allowlist_ignores_other_channels_and_guilds():
             await fake.wait_for(lambda: fake.sent_for(token), 5, "the not-enabled reply")
             await asyncio.sleep(0.2)
             assert len(answerer.calls) == 1
+
+    run(body())
+
+
+def test_rate_limiter_window():
+    now = [0.0]
+    limiter = RateLimiter(5, 60, clock=lambda: now[0])
+    assert [limiter.hit(1) for _ in range(5)] == [0.0] * 5
+    assert limiter.hit(1) == pytest.approx(60.0)
+    assert limiter.hit(2) == 0.0
+    now[0] = 30.0
+    assert limiter.hit(1) == pytest.approx(30.0)
+    now[0] = 60.0
+    assert limiter.hit(1) == 0.0
+    assert parse_rate_limit("5/60") == (5, 60.0) and parse_rate_limit("0") == (0, 0.0)
+    assert RateLimiter(0, 0).hit(1) == 0.0
+    with pytest.raises(ValueError):
+        parse_rate_limit("five per minute")
+
+
+def test_config_from_env():
+    cfg = DiscordConfig.from_env({})
+    assert (cfg.allowed_guilds, cfg.allowed_channels, cfg.answer_dms, cfg.rate_limit) == (
+        frozenset(), frozenset(), True, (5, 60.0))
+    assert cfg.api_base is None and str(cfg.feedback_db).endswith("index/feedback.sqlite3")
+    cfg = DiscordConfig.from_env({
+        "QABOT_ALLOWED_GUILDS": "1, 2", "QABOT_ALLOWED_CHANNELS": "3", "QABOT_DISCORD_DMS": "0",
+        "QABOT_RATE_LIMIT": "2/10", "QABOT_FEEDBACK_DB": "/tmp/f.db", "DISCORD_API_BASE": "http://x/api/v10",
+    })
+    assert (cfg.allowed_guilds, cfg.allowed_channels, cfg.answer_dms, cfg.rate_limit) == (
+        frozenset({1, 2}), frozenset({3}), False, (2, 10.0))
+    assert cfg.allows(1, 3) and cfg.allows(2, 99, parent_id=3)
+    assert not cfg.allows(1, 4) and not cfg.allows(5, 3) and not cfg.allows(None, None)
+    with pytest.raises(ValueError):
+        DiscordConfig.from_env({"QABOT_ALLOWED_GUILDS": "general"})
+
+
+def test_missing_message_content_intent_is_reported():
+    async def body():
+        saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+        async with FakeDiscord(allow_message_content=False) as fake:
+            cfg = DiscordConfig(api_base=fake.api_base, gateway_url=fake.gateway_url, guild_ready_timeout=0.05)
+            apply_endpoints(cfg)
+            try:
+                async with QABot(Answerer(), lambda: "", cfg) as bot:
+                    with pytest.raises(discord.PrivilegedIntentsRequired):
+                        await asyncio.wait_for(bot.start(TOKEN), 10)
+            finally:
+                discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
     run(body())
 

@@ -86,10 +86,16 @@ class AskCog(commands.Cog):
         # answer_fn blocks (retrieval, models): never on the event loop, or the gateway heartbeat stalls.
         return await asyncio.to_thread(self.bot.answer_fn, question, list(history))
 
-    async def send_answer(self, send: Callable[..., Awaitable[discord.Message | None]], answer: Answer, **first) -> None:
+    async def send_answer(
+        self, send: Callable[..., Awaitable[discord.Message | None]], answer: Answer,
+        reference: discord.MessageReference | None = None, **every,
+    ) -> None:
+        """Send `answer` as one or more messages; the first replies to `reference`, the last has the votes."""
         messages = render_answer(answer)
         for i, message in enumerate(messages):
-            kwargs = dict(first) if i == 0 else {}
+            kwargs = dict(every)
+            if i == 0 and reference is not None:
+                kwargs["reference"] = reference
             if i == len(messages) - 1:
                 kwargs["view"] = FeedbackView(answer, self.feedback, self.config.vote_timeout)
             await send(embeds=message.embeds, allowed_mentions=NO_MENTIONS, **kwargs)
@@ -125,18 +131,20 @@ class AskCog(commands.Cog):
         channel = message.channel
         me = self.bot.user
         known = channel.id in self.conversations
-        if message.guild is None:
-            if not self.config.answer_dms:
-                return
-        else:
+        if message.guild is None and not self.config.answer_dms:
+            return
+        mentioned = self._mentions_me(message)
+        if message.guild is not None:
             own_thread = known or (isinstance(channel, discord.Thread) and channel.owner_id == me.id)
-            if not own_thread and not any(u.id == me.id for u in message.mentions):
+            if not own_thread and not mentioned:
                 return
             if not known and not self.config.allows(message.guild.id, channel.id, getattr(channel, "parent_id", None)):
                 return
 
-        question = re.sub(rf"<@!?{me.id}>", " ", message.content).strip()
+        question = self._strip_mentions_of_me(message)
         if not question:
+            if not mentioned:  # e.g. an image, or no message content intent: nothing to answer
+                return
             await channel.send(
                 "Ask me a question about the documents, e.g. `@me What is …?`", allowed_mentions=NO_MENTIONS,
                 reference=message.to_reference(fail_if_not_exists=False),
@@ -156,7 +164,8 @@ class AskCog(commands.Cog):
             await self._converse(channel, question, message, track=track)
             return
         try:
-            thread = await message.create_thread(name=clip(question, THREAD_NAME_MAX), auto_archive_duration=1440)
+            name = clip(" ".join(question.split()), THREAD_NAME_MAX)
+            thread = await message.create_thread(name=name, auto_archive_duration=1440)
         except discord.HTTPException as e:  # e.g. no permission to create threads: answer in the channel
             log.warning("could not open a thread in channel %s (%s); answering in the channel", channel.id, e)
             await self._converse(channel, question, message, track=False)
@@ -185,16 +194,28 @@ class AskCog(commands.Cog):
         async with lock:  # answer a conversation's messages in order, each seeing the previous turns
             history = self.conversations.get(channel.id, []) if track else []
             history = history[-self.config.history_turns:] if self.config.history_turns else []
-            first = {"reference": reply_to.to_reference(fail_if_not_exists=False)} if reply_to else {}
+            reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to else None
             try:
                 async with channel.typing():
                     answer = await self.answer(question, history)
             except Exception as e:
-                await channel.send(self._error_text(e, question), allowed_mentions=NO_MENTIONS, **first)
+                await channel.send(self._error_text(e, question), allowed_mentions=NO_MENTIONS, reference=reference)
                 return
-            await self.send_answer(channel.send, answer, **first)
+            await self.send_answer(channel.send, answer, reference)
             if track:
                 self._remember(channel.id, Turn(question=question, answer=answer.text))
+
+    def _mentions_me(self, message: discord.Message) -> bool:
+        me = self.bot.user
+        role = message.guild.self_role if message.guild else None  # the bot's own role, also "@qabot" in the UI
+        return any(u.id == me.id for u in message.mentions) or (role is not None and role in message.role_mentions)
+
+    def _strip_mentions_of_me(self, message: discord.Message) -> str:
+        text = re.sub(rf"<@!?{self.bot.user.id}>", " ", message.content)
+        role = message.guild.self_role if message.guild else None
+        if role is not None:
+            text = text.replace(f"<@&{role.id}>", " ")
+        return re.sub(r"[ \t]+", " ", text).strip()
 
     @staticmethod
     def _error_text(error: Exception, question: str) -> str:

@@ -150,8 +150,11 @@ ANSWER_PROMPT = ChatPromptTemplate.from_messages(
 CONDENSE_PROMPT = ChatPromptTemplate.from_messages([("system", CONDENSE_SYSTEM), ("human", CONDENSE_HUMAN)])
 
 _DELIMITER_LOOKALIKE = re.compile(r"<(\s*/?\s*passages?\b)", re.IGNORECASE)
-_FOOTNOTE = re.compile(r"\[\d+(?:\s*[,;–-]\s*\d+)*\]")  # "[12]" in a source would look like our markers
-_MARKER_GROUP = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+# "[1]", "[1, 3]", "[2][1]"; not "a[1]" or "m[1][2]" (code indexing) nor "`x [1]`".
+_NOT_AFTER_CODE = r"(?<![\w\])`])"
+_MARKER_GROUP = re.compile(_NOT_AFTER_CODE + r"(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+")
+# Source footnotes ("launched in 1998.[12]") would look like our markers to the model.
+_FOOTNOTE = re.compile(_NOT_AFTER_CODE + r"(?:\[\d+(?:\s*[,;–-]\s*\d+)*\])+")
 _MARKER_VARIANT = re.compile(r"[\[【]\s*(?:passages?|sources?|documents?|doc)?\s*(\d+)\s*[\]】]", re.IGNORECASE)
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 
@@ -175,8 +178,14 @@ def format_passages(passages: Sequence[Chunk]) -> str:
     return "\n\n".join(blocks)
 
 
+def _tidy(text: str) -> str:
+    """Spacing after markers were removed: no doubled spaces, no space before punctuation."""
+    text = re.sub(r"(?<=\S) {2,}", " ", text.strip())
+    return re.sub(r"\s+([.!?,;:])", r"\1", text)
+
+
 def _strip_markers(text: str) -> str:
-    return _MARKER_GROUP.sub("", text).strip()
+    return _tidy(_MARKER_GROUP.sub("", text))
 
 
 def _history_messages(history: Sequence[Turn] | None) -> list[BaseMessage]:
@@ -406,15 +415,14 @@ def _renumber(text: str, mapping: dict[int, int], added: int | None) -> str:
 
     def repl(m: re.Match) -> str:
         numbers = []
-        for n in re.findall(r"\d+", m.group(1)):
+        for n in re.findall(r"\d+", m.group()):
             new = mapping.get(int(n) - 1)
             if new is not None and new not in numbers:
                 numbers.append(new)
-        return (" " if numbers else "") + "".join(f"[{n}]" for n in numbers)
+        lead = m.group()[: len(m.group()) - len(m.group().lstrip())]
+        return lead + "".join(f"[{n}]" for n in numbers) if numbers else ""
 
-    text = _MARKER_GROUP.sub(repl, text).strip()
-    text = re.sub(r"(?<=\d\])\s+(?=\[\d)", "", text)  # "[1] [2]" → "[1][2]"
-    text = re.sub(r"\s+([.!?,;:])", r"\1", text)
+    text = _tidy(_MARKER_GROUP.sub(repl, text))
     if added is not None:
         m = re.search(r"[.!?]+[\"'”’)]*$", text)
         cut = m.start() if m else len(text)
@@ -536,7 +544,7 @@ class LLMAnswerer:
                 total += 1
                 if _is_refusal(text):  # next to claims, "I couldn't find this" says nothing
                     continue
-                numbers = [int(n) for g in _MARKER_GROUP.findall(text) for n in re.findall(r"\d+", g)]
+                numbers = [int(n) for m in _MARKER_GROUP.finditer(text) for n in re.findall(r"\d+", m.group())]
                 cited = list(dict.fromkeys(n - 1 for n in numbers if 1 <= n <= len(passages)))
                 invalid += len(numbers) - sum(1 for n in numbers if 1 <= n <= len(passages))
                 if cited and checker.support(text, cited):

@@ -192,6 +192,14 @@ def test_marker_variants_are_normalised():
     assert answer.text == "Russia decided to withdraw from the station after 2024 [1]. Borisov succeeded Rogozin [2]."
 
 
+def test_code_indexing_is_not_a_marker():
+    chunk = Chunk("py#1", "Lists are indexed from zero: a[0] is the first item and a[1] the second.", "list.rst", "Lists")
+    model = fake("The first item of a list is `a[0]` and a[1] is the second [1].")
+    answer = answerer(model).answer("q", [chunk], [1.0])
+    assert answer.text == "The first item of a list is `a[0]` and a[1] is the second [1]."
+    assert "a[0] is the first item and a[1] the second." in model.seen[0][-1].content
+
+
 def test_all_unsupported_returns_none():
     reply = f"{INVENTED} [1]. The station was designed by Elon Musk [3]. Pirates built it."
     assert answerer(fake(reply)).answer("q", PASSAGES, SCORES) is None

@@ -229,6 +229,23 @@ def test_mention_opens_thread_and_follow_up_gets_history():
     run(body())
 
 
+def test_quick_follow_ups_are_answered_in_order():
+    answerer = Answerer(delay=0.1)
+
+    async def body():
+        async with running(answerer) as (fake, bot):
+            first = await fake.message("q1", mention_bot=True)
+            thread_id = int(first["id"])
+            await fake.wait_for(lambda: fake.sent_in(thread_id), 5, "the first answer")
+            for q in ("q2", "q3", "q4"):  # posted before the previous one is answered
+                await fake.message(q, channel_id=thread_id)
+            await fake.wait_for(lambda: len(answerer.calls) == 4, 5, "four answers")
+            assert [[t.question for t in history] for _, history in answerer.calls] == [
+                [], ["q1"], ["q1", "q2"], ["q1", "q2", "q3"]]
+
+    run(body())
+
+
 def test_direct_messages_answered_unless_disabled():
     async def body(answer_dms: bool) -> Answerer:
         answerer = Answerer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 from collections import OrderedDict
 from typing import Awaitable, Callable
 
@@ -78,7 +79,7 @@ class AskCog(commands.Cog):
         self.feedback = FeedbackStore(bot.config.feedback_db)
         # Threads the bot opened (and DM channels) → their earlier Q/A, oldest first.
         self.conversations: OrderedDict[int, list[Turn]] = OrderedDict()
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # conversation → (lock, users)
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- the shared path: question → answer_fn in a worker thread → rendered messages
 
@@ -176,21 +177,9 @@ class AskCog(commands.Cog):
     async def _converse(
         self, channel: discord.abc.Messageable, question: str, reply_to: discord.Message | None, *, track: bool
     ) -> None:
-        lock, users = self._locks.get(channel.id, (asyncio.Lock(), 0))
-        self._locks[channel.id] = (lock, users + 1)
-        try:
-            await self._converse_locked(lock, channel, question, reply_to, track=track)
-        finally:
-            lock, users = self._locks[channel.id]
-            if users == 1:
-                del self._locks[channel.id]
-            else:
-                self._locks[channel.id] = (lock, users - 1)
-
-    async def _converse_locked(
-        self, lock: asyncio.Lock, channel: discord.abc.Messageable, question: str,
-        reply_to: discord.Message | None, *, track: bool,
-    ) -> None:
+        lock = self._locks.get(channel.id)
+        if lock is None:  # kept alive by the coroutines using it, then dropped from the weak mapping
+            lock = self._locks[channel.id] = asyncio.Lock()
         async with lock:  # answer a conversation's messages in order, each seeing the previous turns
             history = self.conversations.get(channel.id, []) if track else []
             history = history[-self.config.history_turns:] if self.config.history_turns else []

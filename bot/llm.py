@@ -525,6 +525,15 @@ class LLMAnswerer:
     def _verified(
         self, question: str, passages: list[Chunk], scores: list[float], reply: str, started: float
     ) -> Answer | None:
+        try:
+            return self._verify(question, passages, scores, reply, started)
+        except Exception:  # a bug here must not cost the user an answer: fall back
+            log.exception("LLM %s: verifying the reply failed, falling back", self.name)
+            return None
+
+    def _verify(
+        self, question: str, passages: list[Chunk], scores: list[float], reply: str, started: float
+    ) -> Answer | None:
         generated = time.monotonic()
         reply = _MARKER_VARIANT.sub(r"[\1]", _THINK.sub("", reply or "")).strip()
         timings = {"llm": (generated - started) * 1000}
@@ -534,7 +543,7 @@ class LLMAnswerer:
             return Answer(question, REFUSAL_TEXT, True, citations, self.name, timings_ms=timings)
 
         checker = _SupportChecker(passages, self.embed)
-        split = [_split_sentences(line) for line in reply.splitlines()]
+        split = [_split_sentences(line) for line in reply.splitlines()]  # [] for a blank line
         checker.prime(text for sentences in split for text in sentences)
         lines: list[list[_Sentence]] = []
         total = dropped = invalid = 0
@@ -569,7 +578,12 @@ class LLMAnswerer:
             for s in kept:
                 for i in [*s.cited, *([s.added] if s.added is not None else [])]:
                     mapping.setdefault(i, len(mapping) + 1)
-        text_lines = [" ".join(_renumber(s.text, mapping, s.added) for s in kept) for kept in lines]
+        # Lines whose sentences were all dropped go; blank lines between paragraphs stay.
+        text_lines = [
+            " ".join(_renumber(s.text, mapping, s.added) for s in kept)
+            for kept, sentences in zip(lines, split)
+            if kept or not sentences
+        ]
         text = re.sub(r"\n{3,}", "\n\n", "\n".join(text_lines)).strip()
         citations = [_citation(n, passages[i], scores, i) for i, n in mapping.items()]
         timings["verify"] = (time.monotonic() - generated) * 1000

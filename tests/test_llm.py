@@ -200,6 +200,24 @@ def test_code_indexing_is_not_a_marker():
     assert "a[0] is the first item and a[1] the second." in model.seen[0][-1].content
 
 
+def test_paragraphs_and_lists_keep_their_layout():
+    reply = (
+        "Here is what the documents say:\n"
+        "- Russia decided to withdraw from the station after 2024 [1].\n"
+        f"- {INVENTED} [1].\n"
+        "- Borisov succeeded Rogozin [2].\n"
+        "\n"
+        "The station was founded in 1998 [3]."
+    )
+    answer = answerer(fake(reply)).answer("q", PASSAGES, SCORES)
+    assert answer.text == (
+        "- Russia decided to withdraw from the station after 2024 [1].\n"
+        "- Borisov succeeded Rogozin [2].\n"
+        "\n"
+        "The station was founded in 1998 [3]."
+    )
+
+
 def test_all_unsupported_returns_none():
     reply = f"{INVENTED} [1]. The station was designed by Elon Musk [3]. Pirates built it."
     assert answerer(fake(reply)).answer("q", PASSAGES, SCORES) is None

@@ -520,19 +520,27 @@ def _repair(manifest: Manifest, store: VectorStore, known: dict) -> int:
 
 
 def _drop_index(settings: Settings) -> None:
-    """Forget everything: the collection (through the client, which caches open databases, so
-    deleting its files under it would break it) and the manifest."""
+    """Forget everything. The manifest is emptied first, in one transaction (deleting its files
+    could leave a stale `-wal` beside a new database if killed halfway): if a crash comes before
+    the collection is dropped, the next run finds chunks the manifest does not know and deletes
+    them. The collection is dropped through the client, which caches open databases (deleting
+    its files under it would break it)."""
     import shutil
 
+    manifest = open_manifest(settings)
+    try:
+        manifest.db.execute("BEGIN IMMEDIATE")
+        manifest.db.execute("DELETE FROM files")
+        manifest.db.execute("DELETE FROM meta WHERE key != 'generation'")  # readers cache by it
+        manifest.db.execute("COMMIT")
+    finally:
+        manifest.close()
     try:
         VectorStore(settings, create=False).client.delete_collection(settings.collection)
     except IndexError_:
         raise
     except Exception:
         pass  # no collection yet
-    manifest_path = settings.index / open_manifest_name(settings)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(manifest_path) + suffix).unlink(missing_ok=True)
     shutil.rmtree(settings.index / "bm25", ignore_errors=True)
 
 

@@ -161,6 +161,191 @@ def stats(corpus, index_dir, chroma_url, as_json):
         click.echo(f"{key:<{width}}  {value}")
 
 
+# --- ask ----------------------------------------------------------------------------------------
+
+def open_qa(settings, quiet: bool = False):
+    """The answer pipeline, ingesting first if the index is missing or the corpus changed."""
+    from bot.index import IndexError_, corpus_changed, index_exists
+
+    try:
+        if settings.corpus.exists() and corpus_changed(settings):
+            run_ingest(settings, quiet=quiet)
+        elif not index_exists(settings):
+            raise UserError(f"no index at {settings.index} and no corpus at {settings.corpus}; "
+                            "run `qabot ingest --corpus DIR`")
+        from bot.answer import QA
+
+        return QA(settings)
+    except (IndexError_, ValueError) as exc:  # ValueError: a bad --llm spec (LLMConfigError)
+        raise UserError(str(exc)) from None
+
+
+def llm_option(func):
+    return click.option("--llm", envvar="QABOT_LLM", default=None, metavar="PROVIDER:MODEL",
+                        help="Answer with a chat model (e.g. openai:gpt-4o-mini, ollama:llama3.1); "
+                             "citations are verified and the extractive answer is the fallback. "
+                             "[env: QABOT_LLM]")(func)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("question", required=True)
+@location_options
+@click.option("-k", "k", type=click.IntRange(1, 50), default=None, envvar="QABOT_K",
+              help="Passages to consider (default 5). [env: QABOT_K]")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (with `-` as QUESTION: one JSON line per input line).")
+@llm_option
+def ask(question, corpus, index_dir, chroma_url, k, as_json, llm):
+    """Answer QUESTION from the documents, citing the passages it came from.
+
+    
+    QUESTION "-" reads questions from standard input, one per line (the model loads once):
+      printf 'when?\nwho?\n' | qabot ask --json -
+    If the index is missing or the corpus changed, ask ingests first.
+    """
+    from bot.answer import QuestionError
+
+    settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
+    if question != "-":
+        from bot.answer import clean_question
+
+        try:
+            clean_question(question)  # fail fast, before loading anything
+        except QuestionError as exc:
+            raise UserError(str(exc)) from None
+    qa = open_qa(settings, quiet=as_json)
+    questions = (line.rstrip("\n") for line in sys.stdin) if question == "-" else [question]
+    if as_json:
+        for q in questions:
+            if question == "-" and not q.strip():
+                continue
+            try:
+                answer = qa.answer(q)
+            except QuestionError as exc:
+                click.echo(json.dumps({"question": q, "error": str(exc)}, ensure_ascii=False))
+                continue
+            click.echo(json.dumps(answer_json(answer), ensure_ascii=False))
+            sys.stdout.flush()
+        return
+    from rich.console import Console
+
+    from bot.terminal import print_answer
+
+    console = Console(highlight=False)
+    for q in questions:
+        if question == "-" and not q.strip():
+            continue
+        try:
+            answer = qa.answer(q)
+        except QuestionError as exc:
+            console.print(f"[red]{exc}[/]")
+            continue
+        if question == "-":
+            console.print(f"[bold]Q:[/] {q}")
+        print_answer(console, answer)
+        if question == "-":
+            console.print()
+
+
+def answer_json(answer) -> dict:
+    """The documented `ask --json` object."""
+    return {
+        "question": answer.question,
+        "answer": answer.text,
+        "refused": answer.refused,
+        "answerer": answer.answerer,
+        "standalone_question": answer.standalone_question,
+        "citations": [
+            {"n": c.n, "source": c.source, "title": c.title, "section": c.section, "page": c.page,
+             "quote": c.quote, "start": c.start, "end": c.end, "score": c.score,
+             "span_start": c.span_start, "span_end": c.span_end}
+            for c in answer.citations
+        ],
+        "timings_ms": answer.timings_ms,
+    }
+
+
+# --- eval ---------------------------------------------------------------------------------------
+
+@cli.command("eval", context_settings=CONTEXT)
+@click.option("--gold", "gold_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gold questions (JSON Lines; see README 'Writing a gold set').")
+@location_options
+@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True,
+              help="Passages per question (also the k of recall@k).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: metrics and per-question results.")
+@click.option("--min-answer-accuracy", type=float, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-citation-accuracy", type=float, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-refusal-precision", type=float, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-refusal-recall", type=float, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-recall", type=float, default=None, help="Exit 1 if recall@k is below this (0–1).")
+@llm_option
+def eval_command(gold_path, corpus, index_dir, chroma_url, k, as_json, llm, **minimums):
+    """Ask every question of a gold set and score answers, citations, refusals and retrieval.
+
+    Prints a per-question table and the aggregates; exits 1 when a --min-* threshold is missed.
+    """
+    from bot.evaluate import GoldError, evaluate, load_gold
+
+    try:
+        items = load_gold(gold_path)
+    except GoldError as exc:
+        raise UserError(str(exc)) from None
+    settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
+    qa = open_qa(settings, quiet=as_json)
+    report = evaluate(qa, items, k=k)
+    metrics = report.metrics
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print_eval(report)
+    failed = []
+    checks = {"answer_accuracy": "min_answer_accuracy", "citation_accuracy": "min_citation_accuracy",
+              "refusal_precision": "min_refusal_precision", "refusal_recall": "min_refusal_recall",
+              f"recall@{k}": "min_recall"}
+    for metric, option in checks.items():
+        minimum = minimums.get(option)
+        if minimum is not None and (metrics[metric] is None or metrics[metric] < minimum):
+            failed.append(f"{metric} {metrics[metric]} < {minimum}")
+    if failed:
+        click.echo("Below threshold: " + "; ".join(failed), err=True)
+        sys.exit(1)
+
+
+def print_eval(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(show_lines=False)
+    for column in ("id", "question", "kind", "ok", "cite", "rank", "ms", "answer"):
+        wide = column in ("question", "answer")
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=60 if wide else None,
+                         ratio=2 if wide else None)
+    for r in report.items:
+        if r.kind == "unanswerable":
+            ok = "[green]refused[/]" if r.refused else "[red]answered[/]"
+            cite = ""
+        else:
+            ok = "[green]yes[/]" if r.answer_correct else ("[yellow]refused[/]" if r.refused else "[red]no[/]")
+            cite = "[green]yes[/]" if r.citation_correct else "[red]no[/]"
+        table.add_row(r.id, r.question, r.kind, ok, cite, str(r.evidence_rank or "-"), f"{r.latency_ms:.0f}",
+                      r.answer[:160])
+    console.print(table)
+    for key, value in report.metrics.items():
+        console.print(f"{key:>20}  {value}")
+
+
+def _register_front_ends() -> None:
+    from bot.discord_bot.command import discord_command, feedback_command  # click + stdlib only
+
+    cli.add_command(discord_command)
+    cli.add_command(feedback_command)
+
+
+_register_front_ends()
+
+
 def main() -> None:
     try:
         cli(prog_name="qabot")

@@ -1,0 +1,387 @@
+"""Step 5, answer: question (+ conversation) → `Answer` with numbered, quoted sources.
+
+`QA.answer()` is the one entry point every front end uses. It is an LCEL chain of small steps:
+
+    condense (follow-ups → standalone query) → retrieve (dense + BM25, RRF) → answer
+
+The default answerer is extractive and needs no LLM: it scores each sentence of the retrieved
+passages by meaning (the embedding model at sentence level), by the question's words it contains
+(IDF-weighted, so rare words count most), and by whether it holds what the question type asks
+for (when → a date, how many/much → a number, who → a name); the best sentence(s) become the
+answer, cited inline. When no sentence is both close in meaning and about the question's own
+terms, it refuses and shows the closest passages instead.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from bot.config import Settings
+from bot.retrieve import Hit, tokenize, tokenize_document
+from bot.schema import REFUSAL_TEXT, Answer, Chunk, Citation, Turn
+
+MAX_QUESTION_CHARS = 4000
+
+# Scoring weights and refusal thresholds, calibrated on the gold sets (tests/gold/); see
+# README "Tuning" for how. Sentence score = weighted sum of the signals below.
+W_SEMANTIC = 0.55
+W_LEXICAL = 0.35
+W_TYPE = 0.12
+W_RANK = 0.05
+# Answer only if the best sentence is close in meaning, or fairly close and about the question's terms.
+MIN_SEMANTIC = 0.55
+MIN_SEMANTIC_WITH_TERMS = 0.30
+MIN_COVERAGE = 0.45
+SECOND_SENTENCE_RATIO = 0.92  # a second sentence is added when it scores this close to the best
+MAX_REDUNDANCY = 0.75  # ... and is not this similar in meaning to the first
+PASSAGES_SCANNED = 4  # the answer is looked for in the top passages only
+
+
+class QuestionError(ValueError):
+    """A question we won't run (empty, too long); the message is one line for the user."""
+
+
+def clean_question(question: str) -> str:
+    """Strip control characters and surrounding space; reject empty and oversize questions."""
+    if question is None:
+        raise QuestionError("Please ask a question.")
+    text = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in question)
+    text = " ".join(text.split())
+    if not text:
+        raise QuestionError("Please ask a question (it was empty).")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise QuestionError(
+            f"That question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,}. "
+            "Ask about one thing at a time."
+        )
+    return text
+
+
+# --- question types ---------------------------------------------------------------------------
+
+_MONTH = (r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
+          r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\b\.?")
+_NUMWORD = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|hundred|dozen)"
+SPAN_PATTERNS = {
+    "when": re.compile(
+        rf"\b(?:(?:after|before|by|since|until|till|in|on|from|around|early|late|mid)\s+)?"
+        rf"(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?|\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}(?:\s+\d{{4}})?"
+        rf"|{_MONTH}(?:\s+\d{{4}})?|(?:1[5-9]|20)\d\d(?:s)?\b|the\s+\d{{1,2}}(?:st|nd|rd|th)\b"
+        rf"|(?:\d+|{_NUMWORD}|a)\s+(?:years?|months?|weeks?|days?|hours?)(?:\s+(?:in advance|ago|later|earlier))?"
+        rf"|(?:this|next|last)\s+(?:year|month|week)|yesterday|today|tomorrow)",
+        re.I,
+    ),
+    "how_many": re.compile(
+        rf"\b(?:(?:more than|over|about|around|nearly|almost|some|a total of|up to|at least|only)\s+)?"
+        rf"(?:[$€£]\s?)?(?:\d[\d,]*(?:\.\d+)?|{_NUMWORD})(?:\s*(?:%|percent|thousand|million|billion|trillion))?"
+        rf"(?:\s+(?:US\s+)?[a-z]+)?",
+        re.I,
+    ),
+    "who": re.compile(r"\b(?:[A-Z][a-z]+\.?\s+){0,3}[A-Z][a-zA-Z]+\b"),
+}
+_TYPE_RULES = [
+    ("when", re.compile(r"\b(when|what (year|date|time|month|day)|which (year|date|month|day)|how long|how soon|deadline|since when)\b", re.I)),
+    ("how_many", re.compile(r"\b(how (many|much|big|large|old|far)|number of|what (percentage|amount|number)|cost|price)\b", re.I)),
+    ("who", re.compile(r"\b(who|whom|whose|which (person|company|agency|organi[sz]ation|country|countries))\b", re.I)),
+]
+_NOT_NAMES = {"the", "a", "an", "on", "in", "at", "after", "before", "however", "by", "but", "and",
+              "this", "that", "it", "he", "she", "they", "we", "i", "there", "then", "when", "if"}
+
+
+def question_type(question: str) -> str | None:
+    for kind, rule in _TYPE_RULES:
+        if rule.search(question):
+            return kind
+    return None
+
+
+def span_candidates(kind: str | None, sentence: str, question: str) -> list[tuple[int, int]]:
+    """Spans of `sentence` holding the kind of thing the question asks for (a date, a number, a
+    name), leaving out the question's own subject."""
+    if kind is None:
+        return []
+    spans = []
+    for m in SPAN_PATTERNS[kind].finditer(sentence):
+        text = m.group(0).rstrip(" ,;")
+        if kind == "who":
+            words = [w for w in text.split() if w.lower().strip(".") not in _NOT_NAMES]
+            if not words or all(w.lower() in question.lower() for w in words):
+                continue
+            if m.start() == 0 or sentence[m.start() - 2:m.start()].strip() in (".", ""):
+                if len(words) == 1 and words[0].lower() in _NOT_NAMES:
+                    continue
+        if kind == "how_many" and not re.search(r"\d|" + _NUMWORD, text, re.I):
+            continue
+        spans.append((m.start(), m.start() + len(text)))
+    return spans
+
+
+_CLAUSE_BREAK = re.compile(r"[,;:()—–]|\s(?:that|and|but|which|who|while|whereas|because)\s")
+
+
+def clause_around(sentence: str, span: tuple[int, int]) -> str:
+    """The clause a span sits in: from the previous break to the next one."""
+    before = [m.end() for m in _CLAUSE_BREAK.finditer(sentence, 0, span[0])]
+    after = _CLAUSE_BREAK.search(sentence, span[1])
+    return sentence[before[-1] if before else 0: after.start() if after else len(sentence)].strip()
+
+
+# --- sentences ----------------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。])[\"”’)\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•#]|\s*\d+[.)]\s)")
+_DATELINE = re.compile(r"^[A-Z][A-Za-z .]+,\s+[A-Z][a-z]+\.?\s+\d{1,2}\s+\([^)]{1,60}\)\s+")
+
+
+@dataclass
+class Sentence:
+    hit: Hit
+    start: int  # offsets within the chunk text
+    end: int
+    text: str
+
+
+def split_sentences(hit: Hit) -> list[Sentence]:
+    text = hit.chunk.text
+    out, pos = [], 0
+    for m in list(_SENTENCE_END.finditer(text)) + [None]:
+        end = m.start() if m else len(text)
+        piece = text[pos:end]
+        lead = len(piece) - len(piece.lstrip())
+        body = piece.strip()
+        if len(body) >= 12 and len(body.split()) >= 3:
+            out.append(Sentence(hit, pos + lead, pos + lead + len(body), body))
+        pos = m.end() if m else len(text)
+    return out
+
+
+# --- the extractive answerer -------------------------------------------------------------------
+
+@dataclass
+class Scored:
+    sentence: Sentence
+    score: float
+    semantic: float
+    coverage: float
+    typed: bool
+    vector: np.ndarray
+
+
+class ExtractiveAnswerer:
+    def __init__(self, embedder, idf) -> None:
+        self.embedder = embedder
+        self.idf = idf  # term → inverse document frequency, from the BM25 index
+
+    def score(self, question: str, query_vector: np.ndarray, hits: list[Hit]) -> list[Scored]:
+        sentences = [s for hit in hits[:PASSAGES_SCANNED] for s in split_sentences(hit)]
+        if not sentences:
+            return []
+        vectors = self.embedder.embed([s.text for s in sentences])
+        semantic = vectors @ query_vector
+        q_terms = list(dict.fromkeys(tokenize(question)))
+        weights = {t: self.idf(t) for t in q_terms}
+        total = sum(weights.values()) or 1.0
+        kind = question_type(question)
+        scored = []
+        for s, sem, vector in zip(sentences, semantic, vectors):
+            s_terms = set(tokenize_document(f"{s.text}\n{s.hit.chunk.section or ''}\n{s.hit.chunk.title}"))
+            coverage = sum(w for t, w in weights.items() if t in s_terms) / total
+            typed = bool(span_candidates(kind, s.text, question))
+            score = (W_SEMANTIC * float(sem) + W_LEXICAL * coverage + W_TYPE * typed + W_RANK / s.hit.rank)
+            scored.append(Scored(s, score, float(sem), coverage, typed, vector))
+        scored.sort(key=lambda x: -x.score)
+        return scored
+
+    def short_answer(self, question: str, query_vector: np.ndarray, sentence: str) -> str | None:
+        """The date/number/name the question asks for; among several, the one whose clause is
+        closest in meaning to the question ("after 2024", not "on the 26th")."""
+        spans = span_candidates(question_type(question), sentence, question)
+        if not spans:
+            return None
+        if len(spans) > 1:
+            clauses = [clause_around(sentence, span) for span in spans]
+            closeness = self.embedder.embed(clauses) @ query_vector
+            spans = [spans[int(np.argmax(closeness))]]
+        return sentence[spans[0][0]:spans[0][1]].strip(" ,;")
+
+    @staticmethod
+    def supported(best: Scored) -> bool:
+        return best.semantic >= MIN_SEMANTIC or (best.semantic >= MIN_SEMANTIC_WITH_TERMS and best.coverage >= MIN_COVERAGE)
+
+    def answer(self, question: str, query_vector: np.ndarray, hits: list[Hit]) -> Answer:
+        scored = self.score(question, query_vector, hits)
+        if not scored or not self.supported(scored[0]):
+            return refusal(question, hits)
+        chosen = [scored[0]]
+        for cand in scored[1:]:
+            if cand.score < SECOND_SENTENCE_RATIO * scored[0].score:
+                break
+            # A second sentence must add something: not the same text again, not a paraphrase.
+            if self.supported(cand) and not _overlaps(cand.sentence, chosen[0].sentence) \
+                    and float(cand.vector @ chosen[0].vector) < MAX_REDUNDANCY:
+                chosen.append(cand)
+                break
+        citations: list[Citation] = []
+        parts: list[str] = []
+        for scored_sentence in chosen:
+            s = scored_sentence.sentence
+            n = _cite(citations, s, scored_sentence.score)
+            parts.append(f"{_tidy(s.text)} [{n}]")
+        text = " ".join(parts)
+        short = self.short_answer(question, query_vector, _tidy(chosen[0].sentence.text))
+        if short and short.lower() not in text[: len(short) + 2].lower():
+            text = f"{short[0].upper()}{short[1:]} — {text}"
+        return Answer(question=question, text=text, refused=False, citations=citations)
+
+
+def _overlaps(a: Sentence, b: Sentence) -> bool:
+    """Same document region (neighbouring chunks overlap, so the same sentence can appear twice)."""
+    ca, cb = a.hit.chunk, b.hit.chunk
+    return ca.source == cb.source and ca.start + a.start < cb.start + b.end and cb.start + b.start < ca.start + a.end
+
+
+def _tidy(sentence: str) -> str:
+    """The sentence as an answer: no news dateline in front, single spaces, a closing stop."""
+    text = _DATELINE.sub("", sentence)
+    text = " ".join(text.split()).replace(" .", ".")
+    text = text.rstrip()
+    if text and text[-1] not in ".!?”\"')":
+        text += "."
+    return text[0].upper() + text[1:] if text else text
+
+
+def _cite(citations: list[Citation], s: Sentence, score: float) -> int:
+    chunk = s.hit.chunk
+    for c in citations:
+        if c.source == chunk.source and c.start == chunk.start:
+            return c.n
+    citations.append(citation_for(chunk, len(citations) + 1, score, s.start, s.end))
+    return len(citations)
+
+
+def citation_for(chunk: Chunk, n: int, score: float, span_start=None, span_end=None) -> Citation:
+    return Citation(n=n, source=chunk.source, title=chunk.title, section=chunk.section, page=chunk.page,
+                    quote=chunk.text, start=chunk.start, end=chunk.end, score=round(float(score), 4),
+                    span_start=span_start, span_end=span_end)
+
+
+def refusal(question: str, hits: list[Hit], closest: int = 3) -> Answer:
+    citations = [citation_for(h.chunk, i, h.score) for i, h in enumerate(hits[:closest], start=1)]
+    return Answer(question=question, text=REFUSAL_TEXT, refused=True, citations=citations)
+
+
+def make_llm_answerer(spec: str, embedder):
+    """The optional LLM answerer for PROVIDER:MODEL; raises LLMConfigError (one line) if unusable."""
+    from bot.llm import LLMAnswerer, make_chat_model
+
+    return LLMAnswerer(make_chat_model(spec), name=f"llm:{spec}", embed=embedder.embed)
+
+
+# --- the pipeline -------------------------------------------------------------------------------
+
+class QA:
+    """Loads the index, embedder and (optionally) an LLM once; answers many questions."""
+
+    def __init__(self, settings: Settings, embedder=None, llm_answerer=None) -> None:
+        from bot.embed import Embedder
+        from bot.index import IndexError_, VectorStore, embedding_settings_check, index_exists, open_manifest
+
+        self.settings = settings
+        if not index_exists(settings):
+            raise IndexError_(f"no index at {settings.index}; run `qabot ingest` first")
+        manifest = open_manifest(settings)
+        try:
+            precision = embedding_settings_check(manifest, settings)
+            generation = manifest.get("generation", 0)
+        finally:
+            manifest.close()
+        self.embedder = embedder or Embedder(precision=precision)
+        if llm_answerer is None and settings.llm:
+            llm_answerer = make_llm_answerer(settings.llm, self.embedder)
+        if self.embedder.precision != precision:
+            raise IndexError_(f"the index was embedded in {precision}, the query embedder runs {self.embedder.precision}")
+        self.store = VectorStore(settings)
+        self.generation = generation
+        self.llm_answerer = llm_answerer
+        self._build(generation)
+
+    def _build(self, generation) -> None:
+        from langchain_core.runnables import RunnableLambda
+
+        from bot.retrieve import HybridRetriever
+
+        bm25_dir = None if self.settings.chroma_url else self.settings.index / "bm25"
+        self.retriever = HybridRetriever(self.store, self.embedder, bm25_dir, generation)
+        self.extractive = ExtractiveAnswerer(self.embedder, self.retriever.bm25.idf)
+        self.chain = (
+            RunnableLambda(self._condense_step, name="condense")
+            | RunnableLambda(self._retrieve_step, name="retrieve")
+            | RunnableLambda(self._answer_step, name="answer")
+        )
+
+    def refresh(self) -> bool:
+        """Pick up a newer index generation (after an ingest); True if it changed."""
+        from bot.index import open_manifest
+
+        manifest = open_manifest(self.settings)
+        try:
+            generation = manifest.get("generation", 0)
+        finally:
+            manifest.close()
+        if generation == self.generation:
+            return False
+        self.generation = generation
+        self._build(generation)
+        return True
+
+    def warm_up(self) -> None:
+        self.embedder.warm_up()
+        self.embedder.embed(["warm up"])
+
+    # The chain's steps: each takes and returns a dict (the LCEL state).
+    def _condense_step(self, state: dict) -> dict:
+        from bot.followup import condense
+
+        t0 = time.perf_counter()
+        if self.llm_answerer is not None and state["history"]:
+            query = self.llm_answerer.condense(state["question"], state["history"])
+        else:
+            query = condense(state["question"], state["history"])
+        state["timings"]["condense"] = (time.perf_counter() - t0) * 1e3
+        state["trace"]["query"] = query
+        return {**state, "query": query}
+
+    def _retrieve_step(self, state: dict) -> dict:
+        hits, vector = self.retriever.retrieve(state["query"], max(state["k"], PASSAGES_SCANNED), state["timings"])
+        return {**state, "hits": hits, "vector": vector}
+
+    def _answer_step(self, state: dict) -> Answer:
+        t0 = time.perf_counter()
+        hits = state["hits"]
+        result = None
+        if self.llm_answerer is not None and hits:
+            passages = hits[: state["k"]]
+            result = self.llm_answerer.answer(state["question"], [h.chunk for h in passages],
+                                              [h.score for h in passages], state["history"])
+        if result is None:
+            result = self.extractive.answer(state["query"], state["vector"], hits)
+            result.question = state["question"]
+        state["timings"]["answer"] = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def answer(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Answer:
+        """The one entry point: every front end calls this."""
+        started = time.perf_counter()
+        question = clean_question(question)
+        timings: dict[str, float] = {}
+        trace: dict = {}  # shared with the chain's steps, which pass copies of `state` along
+        state = {"question": question, "history": list(history or []), "k": k or self.settings.k,
+                 "timings": timings, "trace": trace}
+        result: Answer = self.chain.invoke(state)
+        if trace.get("query") and trace["query"] != question:
+            result.standalone_question = trace["query"]
+        timings["total"] = (time.perf_counter() - started) * 1e3
+        result.timings_ms = {key: round(value, 2) for key, value in timings.items()}
+        return result

@@ -1,0 +1,194 @@
+"""Step 4, retrieve: a query → the best passages, by dense (Chroma) + BM25 fused with RRF.
+
+Dense search finds paraphrases; BM25 finds rare exact terms (names, identifiers, numbers) that
+a small embedding model blurs. Reciprocal rank fusion combines ranks, not scores, so the two
+scales never need calibrating against each other.
+
+The BM25 side is rebuilt from the collection itself and cached on disk keyed by the index's
+generation counter, which every ingest that changes anything bumps: it cannot go stale.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from bot.schema import Chunk
+
+RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have
+having he her here hers herself him himself his how i if in into is it its itself just me more most
+my myself no nor not now of off on once only or other our ours ourselves out over own same she
+should so some such than that the their theirs them themselves then there these they this those
+through to too under until up very was we were what when where which while who whom why will with
+would you your yours yourself yourselves s t don doesn didn isn wasn aren weren won wouldn shouldn
+couldn ll re ve d m o y tell say says said know please hi hey thanks thank ok okay whats wat pls
+""".split())
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, stop-word-free, Snowball-stemmed word tokens (shared by BM25 and the answerer)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    return _stemmer().stemWords(words)
+
+
+_PROPER_PHRASE = re.compile(r"\b(?:[A-Z][a-z]+\s+){1,4}[A-Z][a-z]+\b")
+
+
+def acronyms(text: str) -> list[str]:
+    """'International Space Station' → 'iss': documents spell names out, people type acronyms."""
+    return ["".join(w[0] for w in m.group(0).split()).lower() for m in _PROPER_PHRASE.finditer(text)]
+
+
+def tokenize_document(text: str) -> list[str]:
+    return tokenize(text) + acronyms(text)
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float  # fused RRF score
+    dense: float | None = None  # cosine similarity, when dense search found it
+    bm25: float | None = None
+    rank: int = 0
+
+
+class BM25Index:
+    """bm25s over every chunk in the collection, plus the chunks themselves for lookup."""
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        import bm25s
+
+        self.chunks = chunks
+        self.model = bm25s.BM25()
+        tokens = [tokenize_document(c.text + "\n" + (c.section or "") + "\n" + c.title) for c in chunks]
+        self.doc_freq: dict[str, int] = {}
+        for doc in tokens:
+            for t in set(doc):
+                self.doc_freq[t] = self.doc_freq.get(t, 0) + 1
+        if chunks:
+            self.model.index(tokens, show_progress=False)
+
+    def idf(self, term: str) -> float:
+        """Inverse document frequency; a term the corpus never uses counts as rarest of all."""
+        n = max(len(self.chunks), 1)
+        return float(np.log((n + 1) / (self.doc_freq.get(term, 0) + 0.5)))
+
+    def search(self, query: str, k: int) -> list[tuple[Chunk, float]]:
+        terms = [t for t in tokenize(query) if t in self.doc_freq]
+        if not terms or not self.chunks:
+            return []
+        scores = self.model.get_scores(terms)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(self.chunks[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    # On-disk cache: chunks as JSON lines + bm25s's own arrays.
+    def save(self, directory: Path, generation) -> None:
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.chunks:
+            self.model.save(str(tmp / "bm25"), show_progress=False)
+        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
+            for c in self.chunks:
+                f.write(json.dumps(c.__dict__, ensure_ascii=False) + "\n")
+        (tmp / "doc_freq.json").write_text(json.dumps(self.doc_freq))
+        (tmp / "generation.json").write_text(json.dumps(generation))
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)  # readers see the old cache or the new one, never half of one
+
+    @classmethod
+    def load(cls, directory: Path, generation) -> "BM25Index | None":
+        try:
+            if json.loads((directory / "generation.json").read_text()) != generation:
+                return None
+            import bm25s
+
+            self = cls.__new__(cls)
+            with open(directory / "chunks.jsonl", encoding="utf-8") as f:
+                self.chunks = [Chunk(**json.loads(line)) for line in f]
+            self.doc_freq = json.loads((directory / "doc_freq.json").read_text())
+            self.model = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if self.chunks else bm25s.BM25()
+            return self
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def rrf_fuse(rankings: list[list[str]], weights: list[float], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion: score(d) = Σ w_i / (k + rank_i(d))."""
+    fused: dict[str, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        for rank, chunk_id in enumerate(ranking, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (k + rank)
+    return fused
+
+
+class HybridRetriever:
+    """Dense + BM25 + RRF over one index. Thread-safe for concurrent queries."""
+
+    def __init__(self, store, embedder, bm25_dir: Path | None, generation,
+                 candidates: int = 30, dense_weight: float = 1.0, bm25_weight: float = 1.0) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.candidates = candidates
+        self.dense_weight = dense_weight
+        self.bm25_weight = bm25_weight
+        self._lock = threading.Lock()
+        self.bm25 = self._load_bm25(bm25_dir, generation)
+
+    def _load_bm25(self, bm25_dir, generation) -> BM25Index:
+        if bm25_dir is not None:
+            cached = BM25Index.load(bm25_dir, generation)
+            if cached is not None and len(cached.chunks) == self.store.count():
+                return cached
+        index = BM25Index(self.store.all_chunks())
+        if bm25_dir is not None:
+            try:
+                index.save(bm25_dir, generation)
+            except OSError:
+                pass  # a read-only index still answers; it just rebuilds next time
+        return index
+
+    def retrieve(self, query: str, k: int, timings: dict | None = None) -> tuple[list[Hit], np.ndarray]:
+        """The top-k fused hits and the query vector (the answerer reuses it)."""
+        timings = timings if timings is not None else {}
+        t0 = time.perf_counter()
+        vector = self.embedder.embed([query])[0]
+        t1 = time.perf_counter()
+        dense = self.store.query(vector.tolist(), self.candidates)
+        t2 = time.perf_counter()
+        lexical = self.bm25.search(query, self.candidates)
+        t3 = time.perf_counter()
+        by_id: dict[str, Hit] = {}
+        for chunk, sim in dense:
+            by_id[chunk.id] = Hit(chunk, 0.0, dense=sim)
+        for chunk, score in lexical:
+            by_id.setdefault(chunk.id, Hit(chunk, 0.0)).bm25 = score
+        fused = rrf_fuse([[c.id for c, _ in dense], [c.id for c, _ in lexical]],
+                         [self.dense_weight, self.bm25_weight])
+        hits = sorted(by_id.values(), key=lambda h: -fused[h.chunk.id])[:k]
+        for rank, hit in enumerate(hits, start=1):
+            hit.score, hit.rank = fused[hit.chunk.id], rank
+        t4 = time.perf_counter()
+        timings.update(embed=(t1 - t0) * 1e3, dense=(t2 - t1) * 1e3, bm25=(t3 - t2) * 1e3, fusion=(t4 - t3) * 1e3)
+        return hits, vector

@@ -126,55 +126,83 @@ class VectorStore:
         from chromadb.config import Settings as ChromaSettings
 
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        self.url = settings.chroma_url
         if settings.chroma_url:
             from urllib.parse import urlparse
 
             url = urlparse(settings.chroma_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise IndexError_(f"not a Chroma server URL: {settings.chroma_url!r} (expected http://host:port)")
             try:
                 self.client = chromadb.HttpClient(
-                    host=url.hostname or "localhost", port=url.port or 8000,
+                    host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000),
                     ssl=url.scheme == "https", settings=chroma_settings,
                 )
                 self.client.heartbeat()
             except Exception as exc:
-                raise IndexError_(f"cannot reach the Chroma server at {settings.chroma_url} ({exc})") from None
+                raise IndexError_(f"cannot reach the Chroma server at {settings.chroma_url} ({_one_line(exc)})") from None
         else:
             self.client = chromadb.PersistentClient(path=str(settings.index / "chroma"), settings=chroma_settings)
         # We always pass our own vectors: embedding_function=None keeps Chroma from ever
         # downloading its default ONNX model.
-        if create:
-            self.collection = self.client.get_or_create_collection(
-                settings.collection, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
-            )
-        else:
-            self.collection = self.client.get_collection(settings.collection, embedding_function=None)
+        with self._server_call():
+            if create:
+                try:
+                    self.collection = self.client.get_or_create_collection(
+                        settings.collection, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+                    )
+                except IndexError_:
+                    raise
+                except Exception as exc:
+                    if _is_connection_error(exc):
+                        raise
+                    raise IndexError_(f"cannot open the collection {settings.collection!r}: {_one_line(exc)}") from None
+            else:
+                self.collection = self.client.get_collection(settings.collection, embedding_function=None)
+
+    @contextmanager
+    def _server_call(self) -> Iterator[None]:
+        """A server that goes away mid-run is a one-line error, not a traceback. Whatever was
+        half written is repaired by the next ingest (see the module docstring)."""
+        try:
+            yield
+        except Exception as exc:
+            if self.url and _is_connection_error(exc):
+                raise IndexError_(f"lost the connection to the Chroma server at {self.url} "
+                                  f"({_one_line(exc)}); run the command again once it is back") from None
+            raise
 
     def count(self) -> int:
-        return self.collection.count()
+        with self._server_call():
+            return self.collection.count()
 
     def upsert(self, chunks: list[Chunk], vectors) -> None:
         for i in range(0, len(chunks), UPSERT_BATCH):
             part = chunks[i:i + UPSERT_BATCH]
-            self.collection.upsert(
-                ids=[c.id for c in part],
-                embeddings=vectors[i:i + UPSERT_BATCH],
-                documents=[c.text for c in part],
-                metadatas=[chunk_metadata(c) for c in part],
-            )
+            with self._server_call():
+                self.collection.upsert(
+                    ids=[c.id for c in part],
+                    embeddings=vectors[i:i + UPSERT_BATCH],
+                    documents=[c.text for c in part],
+                    metadatas=[chunk_metadata(c) for c in part],
+                )
 
     def delete_source(self, source: str) -> None:
-        self.collection.delete(where={"source": source})
+        with self._server_call():
+            self.collection.delete(where={"source": source})
 
     def delete_ids(self, ids: list[str]) -> None:
         for i in range(0, len(ids), UPSERT_BATCH):
-            self.collection.delete(ids=ids[i:i + UPSERT_BATCH])
+            with self._server_call():
+                self.collection.delete(ids=ids[i:i + UPSERT_BATCH])
 
     def all_chunks(self, include_text: bool = True) -> list[Chunk]:
         out: list[Chunk] = []
         total = self.count()
         include = ["metadatas", "documents"] if include_text else ["metadatas"]
         for offset in range(0, total, 5000):
-            got = self.collection.get(include=include, limit=5000, offset=offset)
+            with self._server_call():
+                got = self.collection.get(include=include, limit=5000, offset=offset)
             docs = got.get("documents") or [""] * len(got["ids"])
             out.extend(chunk_from_record(i, d or "", m) for i, d, m in zip(got["ids"], docs, got["metadatas"]))
         return out
@@ -184,12 +212,29 @@ class VectorStore:
         n = min(k, self.count())
         if n == 0:
             return []
-        got = self.collection.query(query_embeddings=[vector], n_results=n,
-                                    include=["metadatas", "documents", "distances"])
+        with self._server_call():
+            got = self.collection.query(query_embeddings=[vector], n_results=n,
+                                        include=["metadatas", "documents", "distances"])
         return [
             (chunk_from_record(i, d, m), 1.0 - dist)
             for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
         ]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    try:
+        import httpx
+
+        if isinstance(exc, httpx.TransportError):
+            return True
+    except ImportError:
+        pass
+    return isinstance(exc, ConnectionError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
 
 
 def chunk_metadata(chunk: Chunk) -> dict:

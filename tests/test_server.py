@@ -1,0 +1,185 @@
+"""Server mode: the same ingest/stats/answer behaviour through a real Chroma server.
+
+The fixture starts `chroma run` (the server that ships with the chromadb package) on a free
+loopback port, waits for its heartbeat and stops it at the end.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.config import Settings
+from bot.index import VectorStore
+from test_crash import check_index
+
+CHROMA = Path(sys.executable).parent / "chroma"
+SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) deleted, (\d+) skipped.*?"
+                     r"(\d+) chunks embedded, (\d+) in index")
+needs_answer = pytest.mark.skipif(importlib.util.find_spec("bot.answer") is None,
+                                  reason="the answer path (bot.answer) is not there yet")
+
+pytestmark = pytest.mark.skipif(not CHROMA.exists(), reason="the chroma server CLI is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChromaServer:
+    def __init__(self, path: Path, port: int | None = None) -> None:
+        self.path, self.port = path, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = path.parent / f"chroma-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ChromaServer":
+        self.proc = subprocess.Popen(
+            [str(CHROMA), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chroma server exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("chroma server did not answer its heartbeat within 60 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = ChromaServer(tmp_path / "chroma-data").start()
+    yield srv
+    srv.stop()
+
+
+def run(args, index: Path):
+    return CliRunner().invoke(cli, args + ["--index", str(index)], catch_exceptions=False)
+
+
+def summary(result):
+    match = SUMMARY.search(result.stderr)
+    assert match, result.stderr
+    keys = ("added", "updated", "unchanged", "deleted", "skipped", "embedded", "total")
+    return dict(zip(keys, map(int, match.groups())))
+
+
+def test_ingest_stats_and_answer_through_a_chroma_server(server, iss_corpus, tmp_path, embedder, monkeypatch):
+    (iss_corpus / "extra.md").write_text("# Gateway\n\n" + "The lunar Gateway is a planned station. " * 40)
+    index = tmp_path / "index"
+    monkeypatch.setenv("QABOT_CHROMA_URL", server.url)  # the environment variable works like the flag
+    first = run(["ingest", "--corpus", str(iss_corpus)], index)
+    assert first.exit_code == 0, first.stderr
+    s1 = summary(first)
+    assert s1["added"] == 2 and s1["embedded"] == s1["total"] > 2
+
+    second = summary(run(["ingest", "--corpus", str(iss_corpus)], index))  # incremental
+    assert second == {"added": 0, "updated": 0, "unchanged": 2, "deleted": 0, "skipped": 0,
+                      "embedded": 0, "total": s1["total"]}
+    # Nothing of the collection is stored locally: only the manifest for this server+collection.
+    assert not (index / "chroma").exists() and list(index.glob("manifest-*.sqlite3"))
+
+    info = json.loads(run(["stats", "--json"], index).output)
+    assert info["documents"] == 2 and info["chunks"] == s1["total"]
+    assert info["chroma_url"] == server.url and info["index_bytes"] is None
+    assert info["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+    # Edits and deletions reach the server too.
+    (iss_corpus / "extra.md").unlink()
+    s3 = summary(run(["ingest", "--corpus", str(iss_corpus)], index))
+    assert s3["deleted"] == 1 and s3["embedded"] == 0
+    settings = Settings(corpus=iss_corpus, index=index, chroma_url=server.url)
+    check_index(settings)
+
+    if importlib.util.find_spec("bot.answer") is not None:
+        from bot.answer import QA
+
+        answer = QA(settings, embedder=embedder).answer("when will Russia leave the ISS?")
+        assert "2024" in answer.text, answer.text
+        assert any(c.source == "russia-iss-withdrawal.txt" for c in answer.citations)
+
+
+@needs_answer
+def test_ask_through_a_chroma_server(server, iss_corpus, tmp_path, monkeypatch):
+    index = tmp_path / "index"
+    monkeypatch.setenv("QABOT_CHROMA_URL", server.url)
+    assert run(["ingest", "--corpus", str(iss_corpus)], index).exit_code == 0
+    result = run(["ask", "--corpus", str(iss_corpus), "when will Russia leave the ISS?"], index)
+    assert result.exit_code == 0, result.stderr
+    assert "2024" in result.output
+
+
+def test_server_that_lost_its_data_is_repaired_by_the_next_ingest(tmp_path, iss_corpus, embedder):
+    """The manifest is local, the chunks are on the server: if the server comes back empty (new
+    volume, wiped), the count check notices and re-embeds instead of trusting the manifest."""
+    first = ChromaServer(tmp_path / "data-1").start()
+    try:
+        settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=first.url)
+        from bot.index import ingest
+
+        total = ingest(settings, embedder=embedder).chunks_total
+    finally:
+        first.stop()
+    wiped = ChromaServer(tmp_path / "data-2", port=first.port).start()
+    try:
+        report = ingest(settings, embedder=embedder)
+        assert report.repaired >= 1 and report.chunks_embedded == total == report.chunks_total
+        check_index(settings)
+    finally:
+        wiped.stop()
+
+
+def test_unreachable_or_lost_server_is_a_one_line_error(tmp_path, iss_corpus):
+    index = tmp_path / "index"
+    for url in (f"http://127.0.0.1:{free_port()}", "not-a-url", "ftp://example.org"):
+        result = run(["ingest", "--corpus", str(iss_corpus), "--chroma-url", url], index)
+        assert result.exit_code == 2, (url, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+        assert "Chroma server" in lines[0]
+
+
+def test_server_going_away_mid_run_is_a_one_line_error(server, tmp_path, iss_corpus, embedder, monkeypatch):
+    from bot.index import IndexError_, ingest
+
+    settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=server.url)
+    original = VectorStore.upsert
+
+    def upsert_after_server_died(self, chunks, vectors):
+        server.stop()
+        return original(self, chunks, vectors)
+
+    monkeypatch.setattr(VectorStore, "upsert", upsert_after_server_died)
+    with pytest.raises(IndexError_, match="lost the connection to the Chroma server"):
+        ingest(settings, embedder=embedder)
+    monkeypatch.setattr(VectorStore, "upsert", original)
+    server.start()  # same data path: the half-done run is repaired
+    ingest(settings, embedder=embedder)
+    check_index(settings)

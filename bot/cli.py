@@ -342,6 +342,10 @@ def _register_front_ends() -> None:
     cli.add_command(discord_command)
     cli.add_command(feedback_command)
 
+    from bot.chat import chat_command  # click + stdlib only
+
+    cli.add_command(chat_command)
+
 
 _register_front_ends()
 

@@ -32,8 +32,12 @@ def quote_text(c: Citation, full: bool = False) -> Text:
     pieces = [(quote[lo:start], "italic"), (quote[start:end], "bold yellow"), (quote[max(end, lo):hi], "italic")]
     text = Text("… " if lo > 0 else "", style="dim")
     for piece, style in pieces:
+        # Runs of whitespace become one space and none is added: "station." not "station .".
+        piece = re.sub(r"\s+", " ", piece)
+        if not text.plain or text.plain.endswith(" "):
+            piece = piece.lstrip()
         if piece:
-            text.append(" ".join(piece.split()) + " ", style=style)
+            text.append(piece, style=style)
     text.rstrip()
     if hi < len(quote):
         text.append(" …", style="dim")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from bot.config import Settings
-from bot.load import LoadError, is_supported, load_document
+from bot.load import MAX_FILE_BYTES, LoadError, is_supported, load_document
 from bot.schema import Chunk
 
 UPSERT_BATCH = 512  # chunks per Chroma write; also the unit of progress and crash loss
@@ -276,6 +277,9 @@ def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None
             on_skip(source_of(path, corpus_abs), f"cannot read ({exc.strerror or exc})")
             return
         source = source_of(path, corpus_abs)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read, /dev/zero never end it
+            on_skip(source, "not a regular file")
+            return
         found[source] = CorpusFile(path, source, st.st_size, st.st_mtime_ns)
 
     for root in roots:
@@ -446,6 +450,10 @@ def ingest(
                 row = known.get(f.source)
                 if row is not None and row["state"] == "done" and row["size"] == f.size and row["mtime_ns"] == f.mtime_ns:
                     report.unchanged += 1
+                    continue
+                if f.size > MAX_FILE_BYTES:  # before hashing: a huge file costs one stat, not a read
+                    keeping = "; keeping the previously indexed version" if row is not None else ""
+                    skip(f.source, f"too large ({f.size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB){keeping}")
                     continue
                 try:
                     sha = file_sha256(f.path)
@@ -622,7 +630,7 @@ def corpus_changed(settings: Settings) -> bool:
 
 
 def _loadable(f: CorpusFile) -> bool:
-    return f.size > 0
+    return 0 < f.size <= MAX_FILE_BYTES
 
 
 def stats(settings: Settings) -> dict:

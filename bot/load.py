@@ -6,6 +6,7 @@ that text, so a quote can always be located exactly.
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -178,11 +179,23 @@ _HTML_BLOCK = {
 _HTML_HEADING = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
+class _TooSlow(Exception):
+    pass
+
+
+# html.parser rescans to the end of the input for every unterminated tag, so a hostile 250 KB page
+# of "<p<p<p…" takes minutes (CPython gh-135462). Parsing gets a time budget; real pages parse at
+# several MB/s, far inside it.
+HTML_SECONDS_BASE = 5.0
+HTML_SECONDS_PER_MB = 5.0
+
+
 class _VisibleText(HTMLParser):
     """Streaming extraction (no tree, no recursion, so deeply nested pages cannot blow the stack)."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float = float("inf")) -> None:
         super().__init__(convert_charrefs=True)
+        self.deadline = deadline
         self.parts: list[str] = []
         self.length = 0
         self.skip_depth = 0
@@ -200,7 +213,24 @@ class _VisibleText(HTMLParser):
         self.parts.append(s)
         self.length += len(s)
 
+    def _check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _TooSlow
+
+    def handle_comment(self, data):
+        self._check_time()
+
+    def handle_decl(self, decl):
+        self._check_time()
+
+    def handle_pi(self, data):
+        self._check_time()
+
+    def unknown_decl(self, data):
+        self._check_time()
+
     def handle_starttag(self, tag, attrs):
+        self._check_time()
         if tag == "title":
             self.in_title = True
         if tag in _HTML_SKIP:
@@ -216,6 +246,7 @@ class _VisibleText(HTMLParser):
             self._newline()
 
     def handle_endtag(self, tag):
+        self._check_time()
         if tag == "title":
             self.in_title = False
         if tag in _HTML_SKIP:
@@ -229,6 +260,7 @@ class _VisibleText(HTMLParser):
             self._newline()
 
     def handle_data(self, data):
+        self._check_time()
         if self.in_title:
             self.title_parts.append(data)
         if self.skip_depth:
@@ -242,10 +274,13 @@ class _VisibleText(HTMLParser):
 
 
 def _load_html(html: str, source: str) -> Document:
-    parser = _VisibleText()
+    budget = HTML_SECONDS_BASE + HTML_SECONDS_PER_MB * len(html) / 1e6
+    parser = _VisibleText(deadline=time.monotonic() + budget)
     try:
         parser.feed(html)
         parser.close()
+    except _TooSlow:
+        raise LoadError(f"malformed HTML (unterminated tags; gave up parsing after {budget:.0f} s)") from None
     except Exception as exc:  # html.parser is lenient; anything raised here means a broken file
         raise LoadError(f"cannot parse HTML ({exc})") from None
     raw = "".join(parser.parts)

@@ -85,7 +85,16 @@ class Terminal:
         return plain(self.log.getvalue()[mark:])
 
 
-def test_chat_in_a_terminal(iss_index, tmp_path):
+@pytest.fixture(scope="module")
+def idle_terminal(iss_index, tmp_path_factory):
+    """A second chat for the Ctrl-D test, started with the first so their model loads overlap."""
+    term = Terminal(iss_index, tmp_path_factory.mktemp("idle"))
+    yield term
+    if term.child.isalive():
+        term.child.terminate(force=True)
+
+
+def test_chat_in_a_terminal(iss_index, idle_terminal, tmp_path):
     started = time.monotonic()
     term = Terminal(iss_index, tmp_path)
     try:
@@ -128,18 +137,14 @@ def test_chat_in_a_terminal(iss_index, tmp_path):
             term.child.terminate(force=True)
 
 
-def test_ctrl_d_says_bye_and_exits_cleanly(iss_index, tmp_path):
-    term = Terminal(iss_index, tmp_path)
-    try:
-        term.wait_for_prompt("Ctrl-D to quit", timeout=LOAD_TIMEOUT)
-        term.child.sendcontrol("d")
-        term.child.expect_exact("Bye.")
-        term.child.expect(pexpect.EOF, timeout=30)
-        term.child.close()
-        assert term.child.exitstatus == 0
-    finally:
-        if term.child.isalive():
-            term.child.terminate(force=True)
+def test_ctrl_d_says_bye_and_exits_cleanly(idle_terminal):
+    term = idle_terminal
+    term.wait_for_prompt("Ctrl-D to quit", timeout=LOAD_TIMEOUT)
+    term.child.sendcontrol("d")
+    term.child.expect_exact("Bye.")
+    term.child.expect(pexpect.EOF, timeout=30)
+    term.child.close()
+    assert term.child.exitstatus == 0
 
 
 def test_piped_questions_are_answered_in_plain_text(iss_index, tmp_path):

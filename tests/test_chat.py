@@ -119,10 +119,10 @@ def test_chat_in_a_terminal(iss_index, idle_terminal, tmp_path):
         assert "[1] Russia to leave the International Space Station" in out and "[2]" in out
 
         term.send("/reset", then="New conversation")
-        out = term.send("/sources", then="No sources yet")
+        term.send("/sources", then="No sources yet")
         out = term.send("/help", then="/quit")
         assert "/sources" in out and "/reset" in out and "Ctrl-C" in out
-        out = term.send("/nonsense", then="Unknown command /nonsense")
+        term.send("/nonsense", then="Unknown command /nonsense")
 
         term.child.sendline("/quit")
         term.child.expect_exact("Bye.")

@@ -200,6 +200,7 @@ def test_empty_or_oversize_question_is_a_one_line_error(iss_index, question):
     assert len(lines[0]) < 300  # the question is not echoed back
 
 
+@pytest.mark.slow
 @needs_ask
 @pytest.mark.parametrize("question", [
     "when\x00 will\x1b[31m Russia\x07 leave\r the\x08 ISS?",

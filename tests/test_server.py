@@ -126,6 +126,7 @@ def test_ingest_stats_and_answer_through_a_chroma_server(server, iss_corpus, tmp
         assert any(c.source == "russia-iss-withdrawal.txt" for c in answer.citations)
 
 
+@pytest.mark.slow
 @needs_answer
 def test_ask_through_a_chroma_server(server, iss_corpus, tmp_path, monkeypatch):
     index = tmp_path / "index"
@@ -136,6 +137,7 @@ def test_ask_through_a_chroma_server(server, iss_corpus, tmp_path, monkeypatch):
     assert "2024" in result.output
 
 
+@pytest.mark.slow
 def test_server_that_lost_its_data_is_repaired_by_the_next_ingest(tmp_path, iss_corpus, embedder):
     """The manifest is local, the chunks are on the server: if the server comes back empty (new
     volume, wiped), the count check notices and re-embeds instead of trusting the manifest."""

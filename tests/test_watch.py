@@ -114,6 +114,7 @@ def test_watch_given_files_only_follows_those_files(tmp_path, embedder):
         assert r.deleted == 1 and VectorStore(settings).count() == 0
 
 
+@pytest.mark.slow
 def test_ingest_watch_command_until_ctrl_c(tmp_path):
     """The front door: `python -m bot ingest --watch`, then SIGINT: exit 0, no traceback."""
     corpus = tmp_path / "corpus"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.config import Settings
-from bot.retrieve import Hit, tokenize, tokenize_document
+from bot.retrieve import STOPWORDS, Hit, tokenize, tokenize_document
 from bot.schema import REFUSAL_TEXT, Answer, Chunk, Citation, Turn
 
 MAX_QUESTION_CHARS = 4000
@@ -33,7 +33,7 @@ W_TYPE = 0.12
 W_RANK = 0.05
 # Answer only if the best sentence is close in meaning, or fairly close and about the question's terms.
 MIN_SEMANTIC = 0.55
-MIN_SEMANTIC_WITH_TERMS = 0.30
+MIN_SEMANTIC_WITH_TERMS = 0.35
 MIN_COVERAGE = 0.45
 SECOND_SENTENCE_RATIO = 0.92  # a second sentence is added when it scores this close to the best
 MAX_REDUNDANCY = 0.75  # ... and is not this similar in meaning to the first
@@ -76,7 +76,7 @@ SPAN_PATTERNS = {
     ),
     "how_many": re.compile(
         rf"\b(?:(?:more than|over|about|around|nearly|almost|some|a total of|up to|at least|only)\s+)?"
-        rf"(?:[$€£]\s?)?(?:\d[\d,]*(?:\.\d+)?|{_NUMWORD})(?:\s*(?:%|percent|thousand|million|billion|trillion))?"
+        rf"(?:[$€£]\s?)?(?:\d{{1,3}}(?:,\d{{3}})+|\d+(?:\.\d+)?|{_NUMWORD})(?:\s*(?:%|percent|thousand|million|billion|trillion))?"
         rf"(?:\s+(?:US\s+)?[a-z]+)?",
         re.I,
     ),
@@ -113,8 +113,11 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
             if m.start() == 0 or sentence[m.start() - 2:m.start()].strip() in (".", ""):
                 if len(words) == 1 and words[0].lower() in _NOT_NAMES:
                     continue
-        if kind == "how_many" and not re.search(r"\d|" + _NUMWORD, text, re.I):
-            continue
+        if kind == "how_many":
+            if len(text.split()) > 1 and text.split()[-1].lower() in STOPWORDS:
+                text = text[: text.rfind(" ")].rstrip(" ,;")
+            if not re.search(r"\d|" + _NUMWORD, text, re.I) or re.fullmatch(r"(?:1[5-9]|20)\d\d", text):
+                continue  # no number, or a bare year: not an amount
         spans.append((m.start(), m.start() + len(text)))
     return spans
 

@@ -78,6 +78,9 @@ class Manifest:
             "mtime_ns INTEGER, n_chunks INTEGER, state TEXT, title TEXT)"
         )
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        # Files that could not be indexed, by size+mtime: not read again until they change.
+        self.db.execute("CREATE TABLE IF NOT EXISTS skipped (source TEXT PRIMARY KEY, size INTEGER, "
+                        "mtime_ns INTEGER, reason TEXT)")
 
     def files(self) -> dict[str, sqlite3.Row]:
         self.db.row_factory = sqlite3.Row
@@ -90,6 +93,16 @@ class Manifest:
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
             (source, sha256, size, mtime_ns, n_chunks, state, title),
         )
+
+    def skipped(self) -> dict[str, tuple[int, int, str]]:
+        rows = self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped").fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def set_skipped(self, source: str, size: int, mtime_ns: int, reason: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)", (source, size, mtime_ns, reason))
+
+    def clear_skipped(self, source: str) -> None:
+        self.db.execute("DELETE FROM skipped WHERE source = ?", (source,))
 
     def set_state(self, source: str, state: str) -> None:
         self.db.execute("UPDATE files SET state = ? WHERE source = ?", (state, source))
@@ -431,10 +444,15 @@ def ingest(
             known = manifest.files()
             report.repaired = _repair(manifest, store, known)
             known = manifest.files()
+            known_skips = manifest.skipped()
 
             files = discover(roots, corpus, skip)
             present = {f.source for f in files}
             scope_prefixes = [source_of(r, corpus.resolve()) for r in roots]
+
+            for source in known_skips:
+                if source not in present and _in_scope(source, scope_prefixes, roots == [corpus]):
+                    manifest.clear_skipped(source)
 
             # Deleted: known files inside the scanned roots that are gone.
             for source in sorted(known):
@@ -451,14 +469,21 @@ def ingest(
                 if row is not None and row["state"] == "done" and row["size"] == f.size and row["mtime_ns"] == f.mtime_ns:
                     report.unchanged += 1
                     continue
+                keeping = "; keeping the previously indexed version" if row is not None else ""
+                if _still_bad(f, known_skips):
+                    skip(f.source, known_skips[f.source][2] + keeping)
+                    continue
                 if f.size > MAX_FILE_BYTES:  # before hashing: a huge file costs one stat, not a read
-                    keeping = "; keeping the previously indexed version" if row is not None else ""
-                    skip(f.source, f"too large ({f.size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB){keeping}")
+                    reason = f"too large ({f.size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)"
+                    manifest.set_skipped(f.source, f.size, f.mtime_ns, reason)
+                    skip(f.source, reason + keeping)
                     continue
                 try:
                     sha = file_sha256(f.path)
                 except OSError as exc:
-                    skip(f.source, f"cannot read ({exc.strerror or exc})")
+                    reason = f"cannot read ({exc.strerror or exc})"
+                    manifest.set_skipped(f.source, f.size, f.mtime_ns, reason)
+                    skip(f.source, reason + keeping)
                     continue
                 if row is not None and row["state"] == "done" and row["sha256"] == sha:
                     manifest.touch(f.source, f.size, f.mtime_ns)
@@ -500,6 +525,7 @@ def _index_files(todo, settings, manifest, store, embedder, report, skip, on_pro
         try:
             doc = load_document(f.path, f.source)
         except LoadError as exc:
+            manifest.set_skipped(f.source, f.size, f.mtime_ns, str(exc))
             skip(f.source, str(exc) + ("; keeping the previously indexed version" if existed else ""))
             continue
         chunks = chunk_document(doc, splitter)
@@ -529,6 +555,7 @@ def _write_group(group, manifest, store, embedder, report, done, total, on_progr
         if file_chunks:
             store.upsert(file_chunks, vectors[offset:offset + len(file_chunks)])
         manifest.set_state(f.source, "done")
+        manifest.clear_skipped(f.source)
         offset += len(file_chunks)
         report.chunks_embedded += len(file_chunks)
         if existed:
@@ -584,6 +611,7 @@ def _drop_index(settings: Settings) -> None:
     try:
         manifest.db.execute("BEGIN IMMEDIATE")
         manifest.db.execute("DELETE FROM files")
+        manifest.db.execute("DELETE FROM skipped")
         manifest.db.execute("DELETE FROM meta WHERE key != 'generation'")  # readers cache by it
         manifest.db.execute("COMMIT")
     finally:
@@ -613,20 +641,34 @@ def corpus_changed(settings: Settings) -> bool:
     manifest = open_manifest(settings)
     try:
         known = manifest.files()
+        skips = manifest.skipped()
     finally:
         manifest.close()
     files = discover([settings.corpus], settings.corpus, lambda s, r: None)
+
     if {f.source for f in files} != {s for s in known if not Path(s).is_absolute()}:
-        # Sources that were skipped (unreadable) never enter the manifest: don't loop on them.
+        # Sources that were skipped never enter the manifest's files: don't loop on them.
         unknown = {f.source for f in files} - set(known)
         gone = {s for s in known if not Path(s).is_absolute()} - {f.source for f in files}
-        if gone or any(_loadable(f) for f in files if f.source in unknown):
+        if gone or any(_loadable(f) and not _still_bad(f, skips) for f in files if f.source in unknown):
             return True
     for f in files:
         row = known.get(f.source)
-        if row is not None and (row["state"] != "done" or row["size"] != f.size or row["mtime_ns"] != f.mtime_ns):
+        if row is not None and (row["state"] != "done" or row["size"] != f.size or row["mtime_ns"] != f.mtime_ns) \
+                and not (row["state"] == "done" and _still_bad(f, skips)):
             return True
     return False
+
+
+def _still_bad(f: CorpusFile, skips: dict[str, tuple[int, int, str]]) -> bool:
+    """Skipped last time and unchanged since. A chmod fixes a read error without touching the
+    mtime, so those are checked again (one access() call)."""
+    entry = skips.get(f.source)
+    if entry is None or entry[:2] != (f.size, f.mtime_ns):
+        return False
+    if "cannot read" in entry[2] or "permission" in entry[2].lower():
+        return not os.access(f.path, os.R_OK)
+    return True
 
 
 def _loadable(f: CorpusFile) -> bool:

@@ -69,6 +69,7 @@ def test_hostile_corpus_files_are_skipped_with_one_line_each(tmp_path, monkeypat
     import pypdf
 
     import bot.index
+    import bot.load
 
     corpus = tmp_path / "corpus"
     build_hostile_corpus(corpus)
@@ -91,6 +92,9 @@ def test_hostile_corpus_files_are_skipped_with_one_line_each(tmp_path, monkeypat
             return real_open(path, *args, **kwargs)
 
         monkeypatch.setattr(bot.index, "open", guarded_open, raising=False)
+        real_access = os.access
+        monkeypatch.setattr(bot.index.os, "access", lambda p, mode, **kw: Path(p).name != "secret.txt"
+                            and real_access(p, mode, **kw))
     else:
         (corpus / "secret.txt").chmod(0)
 
@@ -125,10 +129,27 @@ def test_hostile_corpus_files_are_skipped_with_one_line_each(tmp_path, monkeypat
     assert {c.source for c in chunks} == {"good.txt", "sub/good.md", "sub/good.pdf", "nested.html"}
     assert any("Zvezda" in c.text for c in chunks if c.source == "nested.html")
 
-    # The next run skips the same files again, quickly, and changes nothing.
+    # The next run reports the same files without reading any of them again, and an `ask`
+    # does not take them for changes (it would re-ingest before every answer).
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
+    assert not bot.index.corpus_changed(settings)
+    file_sha256 = bot.index.file_sha256
+    reads = []
+    monkeypatch.setattr(bot.index, "load_document", lambda *a: reads.append(a) or pytest.fail("read"))
+    monkeypatch.setattr(bot.index, "file_sha256", lambda p: reads.append(p) or pytest.fail("hashed"))
     again = run(["ingest", "--corpus", str(corpus)], tmp_path / "index")
-    assert again.exit_code == 0 and "0 chunks embedded" in again.stderr
-    assert set(skipped_lines(again.stderr)) == set(expected)
+    assert again.exit_code == 0 and "0 chunks embedded" in again.stderr, again.stderr
+    assert skipped_lines(again.stderr) == skipped and reads == []
+    monkeypatch.setattr(bot.index, "load_document", bot.load.load_document)
+    monkeypatch.setattr(bot.index, "file_sha256", file_sha256)
+
+    # A fixed file is indexed on the next run (and forgotten as a bad one).
+    (corpus / "latin1.txt").write_text("Café naïve résumé, now in UTF-8. " * 20, encoding="utf-8")
+    fixed = run(["ingest", "--corpus", str(corpus)], tmp_path / "index")
+    assert "1 added" in fixed.stderr and "latin1.txt" not in skipped_lines(fixed.stderr)
+    manifest = bot.index.open_manifest(settings)
+    assert "latin1.txt" not in manifest.skipped() and "latin1.txt" in manifest.files()
+    manifest.close()
 
 
 def test_malformed_html_gives_up_quickly(tmp_path, monkeypatch):

@@ -374,17 +374,43 @@ class QA:
         state["timings"]["answer"] = (time.perf_counter() - t0) * 1e3
         return result
 
-    def answer(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Answer:
-        """The one entry point: every front end calls this."""
-        started = time.perf_counter()
-        question = clean_question(question)
-        timings: dict[str, float] = {}
-        trace: dict = {}  # shared with the chain's steps, which pass copies of `state` along
-        state = {"question": question, "history": list(history or []), "k": k or self.settings.k,
-                 "timings": timings, "trace": trace}
-        result: Answer = self.chain.invoke(state)
-        if trace.get("query") and trace["query"] != question:
-            result.standalone_question = trace["query"]
-        timings["total"] = (time.perf_counter() - started) * 1e3
+    def _start(self, question: str, history, k) -> dict:
+        """The chain's initial state. `timings` and `trace` are shared by the steps' copies."""
+        return {"question": clean_question(question), "history": list(history or []), "k": k or self.settings.k,
+                "timings": {}, "trace": {}, "started": time.perf_counter()}
+
+    def _finish(self, state: dict, result: Answer) -> Answer:
+        query = state["trace"].get("query")
+        if query and query != state["question"]:
+            result.standalone_question = query
+        timings = {**result.timings_ms, **state["timings"], "total": (time.perf_counter() - state["started"]) * 1e3}
         result.timings_ms = {key: round(value, 2) for key, value in timings.items()}
         return result
+
+    def answer(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Answer:
+        """The one entry point: every front end calls this (or `stream`, which ends the same way)."""
+        state = self._start(question, history, k)
+        return self._finish(state, self.chain.invoke(state))
+
+    def stream(self, question: str, history: list[Turn] | None = None, k: int | None = None):
+        """Like `answer`, but with an LLM yields its text deltas as they are written (unverified),
+        then always the final `Answer`: the verified LLM answer, or the extractive fallback.
+        Without an LLM it yields just the final `Answer`."""
+        state = self._start(question, history, k)
+        if self.llm_answerer is None:
+            yield self._finish(state, self.chain.invoke(state))
+            return
+        state = self._retrieve_step(self._condense_step(state))
+        hits, final = state["hits"], None
+        if hits:
+            passages = hits[: state["k"]]
+            for item in self.llm_answerer.stream(state["question"], [h.chunk for h in passages],
+                                                 [h.score for h in passages], state["history"]):
+                if isinstance(item, str):
+                    yield item
+                else:
+                    final = item  # the verified Answer, or None: fall back
+        if final is None:
+            final = self.extractive.answer(state["query"], state["vector"], hits)
+            final.question = state["question"]
+        yield self._finish(state, final)

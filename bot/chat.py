@@ -196,36 +196,9 @@ def in_worker_stream(produce: Callable[..., Iterable], *args) -> Iterator:
 # --- streaming LLM answers -----------------------------------------------------------------------
 
 def stream_answer(qa, question: str, history: list | None = None, k: int | None = None) -> Iterator:
-    """The LLM answer as it is written: text deltas (unverified), then one final Answer — the
-    verified LLM answer, or the extractive answer when the LLM's could not be verified.
-
-    The same steps as `QA.answer` (condense → retrieve → answer), taken one by one so the
-    deltas can be shown before verification. Needs `qa.llm_answerer`.
-    """
-    from bot.answer import PASSAGES_SCANNED, clean_question
-
-    started = time.perf_counter()
-    question = clean_question(question)
-    history = list(history or [])
-    k = k or qa.settings.k
-    query = qa.llm_answerer.condense(question, history) if history else question
-    hits, vector = qa.retriever.retrieve(query, max(k, PASSAGES_SCANNED))
-    final = None
-    if hits:
-        passages = hits[:k]
-        for item in qa.llm_answerer.stream(question, [h.chunk for h in passages], [h.score for h in passages],
-                                           history):
-            if isinstance(item, str):
-                yield item
-            else:
-                final = item  # the verified Answer, or None: fall back
-    if final is None:
-        final = qa.extractive.answer(query, vector, hits)
-        final.question = question
-    if query != question:
-        final.standalone_question = query
-    final.timings_ms = {**final.timings_ms, "total": round((time.perf_counter() - started) * 1e3, 2)}
-    yield final
+    """The LLM answer as it is written: text deltas (unverified), then one final Answer (see
+    `QA.stream`, the shared path)."""
+    yield from qa.stream(question, history, k)
 
 
 def render_stream(console, items: Iterable):

@@ -462,10 +462,19 @@ def ingest(
                     manifest.remove(source)
                     report.deleted += 1
 
-            # Changed or new: decided by size+mtime first, content hash second.
+            # Changed or new: decided by size+mtime first, content hash second. New chunking
+            # settings re-chunk every file (the setting is saved only once all are done).
+            chunking = {"size": settings.chunk_size, "overlap": settings.chunk_overlap}
+            rechunk = manifest.get("chunking") not in (None, chunking)
             todo: list[tuple[CorpusFile, str, bool]] = []
             for f in files:
                 row = known.get(f.source)
+                if rechunk and row is not None and row["state"] == "done":
+                    try:
+                        todo.append((f, file_sha256(f.path), True))
+                    except OSError as exc:
+                        skip(f.source, f"cannot read ({exc.strerror or exc}); keeping the previously indexed version")
+                    continue
                 if row is not None and row["state"] == "done" and row["size"] == f.size and row["mtime_ns"] == f.mtime_ns:
                     report.unchanged += 1
                     continue
@@ -496,7 +505,8 @@ def ingest(
             if report.changed:
                 manifest.bump_generation()
             manifest.put("embedding", embedder.settings)
-            manifest.put("chunking", {"size": settings.chunk_size, "overlap": settings.chunk_overlap})
+            if not rechunk or roots == [corpus]:  # a partial run leaves other files to re-chunk
+                manifest.put("chunking", chunking)
             manifest.put("last_ingest", time.time())
             report.chunks_total = store.count()
         finally:

@@ -274,6 +274,17 @@ def test_chunks_missing_behind_a_done_row_are_re_embedded(small):
     check_index(small)
 
 
+def test_new_chunk_settings_rechunk_every_file(small):
+    """A mixed index (old files in old chunks, edited ones in new) would be a silent gap."""
+    fake = FakeEmbedder()
+    ingest(small, embedder=fake)
+    smaller = small.with_(chunk_size=120)
+    report = ingest(smaller, embedder=fake)
+    assert report.updated == 6 and report.unchanged == 0
+    check_index(smaller)
+    assert not ingest(smaller, embedder=fake).changed
+
+
 # --- slow: SIGKILL a real ingest -----------------------------------------------------------------
 
 

@@ -2,10 +2,13 @@
 
 It speaks just enough of the API for the bot: login, the gateway handshake (HELLO, heartbeats
 and their ACKs, IDENTIFY → READY and GUILD_CREATE), command sync, interaction callbacks and
-webhook follow-ups, channel messages, typing and threads. It enforces the Discord rules a bot
-can break — content and embed limits (400 / 50035), interactions acknowledged within 3 s
-(404 / 10062) and only once (400 / 40060) — and records every request, so tests can assert on
-what the bot sent. Tests inject gateway events: slash commands, button clicks, messages.
+webhook follow-ups, channel messages and their edits (channel and webhook PATCH), typing and
+threads. It enforces the Discord rules a bot can break — content and embed limits (400 / 50035),
+empty messages (400 / 50006), interactions acknowledged within 3 s (404 / 10062) and only once
+(400 / 40060), editing only the bot's own messages (403 / 50005), and optionally a minimum
+interval between two writes of one message (429, `edit_interval`) — and records every request,
+so tests can assert on what the bot sent. Tests inject gateway events: slash commands, button
+clicks, messages.
 """
 from __future__ import annotations
 
@@ -127,11 +130,24 @@ class Recorded:
 class Sent:
     """A message the bot created, by any route."""
 
-    kind: str  # "channel", "callback", "followup", "edit"
+    kind: str  # "channel", "callback", "followup", "original" (PATCH @original before it existed)
     channel_id: int | None
     payload: dict
-    message: dict
+    message: dict  # the message as it is now (edits update it in place)
     interaction_token: str | None = None
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Edited:
+    """An accepted edit of a message (channel PATCH or webhook PATCH)."""
+
+    message_id: int
+    channel_id: int | None
+    payload: dict  # the PATCH body
+    message: dict  # a copy of the message after the edit
+    interaction_token: str | None = None
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -144,6 +160,8 @@ class Interaction:
     channel_id: int
     acked: bool = False
     callback_type: int | None = None
+    original_id: int | None = None  # the response message: the callback's, or the first follow-up after a defer
+    message_ids: set[int] = field(default_factory=set)  # messages sent with this interaction's token
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -160,13 +178,17 @@ def _error(status: int, code: int, message: str, errors: dict | None = None) -> 
 
 class FakeDiscord:
     def __init__(self, *, heartbeat_interval_ms: int = 250, token: str = TOKEN,
-                 allow_message_content: bool = True, ack_deadline: float = ACK_DEADLINE):
+                 allow_message_content: bool = True, ack_deadline: float = ACK_DEADLINE,
+                 edit_interval: float = 0.0):
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.token = token
         self.allow_message_content = allow_message_content
         self.ack_deadline = ack_deadline
+        self.edit_interval = edit_interval  # > 0: an edit sooner than this after the last write → 429
         self.requests: list[Recorded] = []
         self.sent: list[Sent] = []
+        self.edits: list[Edited] = []
+        self.written: dict[int, float] = {}  # message id → monotonic time of its last create/edit
         self.rejected: list[tuple[str, dict]] = []  # (path, error body) of refused requests
         self.commands: list[dict] = []  # the last synced global commands
         self.interactions: dict[str, Interaction] = {}  # by token
@@ -237,6 +259,9 @@ class FakeDiscord:
 
     def sent_in(self, channel_id: int) -> list[Sent]:
         return [s for s in self.sent if s.channel_id == channel_id and s.kind == "channel"]
+
+    def edits_of(self, message_id: int | str) -> list[Edited]:
+        return [e for e in self.edits if e.message_id == int(message_id)]
 
     def command_id(self, name: str) -> str:
         return next(c["id"] for c in self.commands if c["name"] == name)
@@ -413,6 +438,8 @@ class FakeDiscord:
                 return self._followup(token, body)
             case "PATCH", ["webhooks", app, token, "messages", message_id]:
                 return self._edit_webhook_message(token, message_id, body)
+            case "PATCH", ["channels", channel_id, "messages", message_id]:
+                return await self._edit_channel_message(int(channel_id), message_id, body)
             case "POST", ["channels", channel_id, "typing"]:
                 return web.Response(status=204)
             case "POST", ["channels", channel_id, "messages"]:
@@ -449,6 +476,7 @@ class FakeDiscord:
             message["message_reference"] = payload["message_reference"]
             message["type"] = 19
         self.messages[mid] = message
+        self.written[mid] = time.monotonic()
         return message
 
     def _invalid(self, payload: dict) -> web.Response | None:
@@ -472,6 +500,8 @@ class FakeDiscord:
                 return bad
             message = self._message_object(inter.channel_id, data, webhook=True)
             self.sent.append(Sent("callback", inter.channel_id, data, message, token))
+            inter.original_id = int(message["id"])
+            inter.message_ids.add(inter.original_id)
             resource["message"] = message
         inter.acked, inter.callback_type = True, kind
         return _json({
@@ -488,17 +518,67 @@ class FakeDiscord:
             return bad
         message = self._message_object(inter.channel_id, body, webhook=True)
         self.sent.append(Sent("followup", inter.channel_id, body, message, token))
+        inter.message_ids.add(int(message["id"]))
+        if inter.original_id is None and inter.callback_type == 5:  # it replaces "… is thinking"
+            inter.original_id = int(message["id"])
         return _json(message)
 
     def _edit_webhook_message(self, token: str, message_id: str, body: dict) -> web.Response:
         inter = self.interactions.get(token)
         if inter is None or not inter.acked:
             return _error(404, 10015, "Unknown Webhook")
+        if message_id == "@original" and inter.original_id is None:
+            errors = message_errors(body, creating=False)
+            if errors:
+                return _error(400, 50035, "Invalid Form Body", errors)
+            message = self._message_object(inter.channel_id, body, webhook=True)
+            self.sent.append(Sent("original", inter.channel_id, body, message, token))
+            inter.original_id = int(message["id"])
+            inter.message_ids.add(inter.original_id)
+            return _json(message)
+        mid = inter.original_id if message_id == "@original" else int(message_id)
+        if mid not in inter.message_ids or mid not in self.messages:
+            return _error(404, 10008, "Unknown Message")
+        return self._edit(self.messages[mid], body, token)
+
+    async def _edit_channel_message(self, channel_id: int, message_id: str, body: dict) -> web.Response:
+        if channel_id not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        message = self.messages.get(int(message_id))
+        if message is None or message["channel_id"] != str(channel_id):
+            return _error(404, 10008, "Unknown Message")
+        if message["author"]["id"] != str(BOT_ID):
+            return _error(403, 50005, "Cannot edit a message authored by another user")
+        response = self._edit(message, body)
+        if response.status == 200:  # real Discord tells every client, the author included
+            asyncio.get_running_loop().create_task(self.dispatch("MESSAGE_UPDATE", message))
+        return response
+
+    def _edit(self, message: dict, body: dict, token: str | None = None) -> web.Response:
+        """Apply a PATCH to `message` in place, with Discord's checks: limits, not left empty,
+        and (with `edit_interval`) not written again too soon."""
+        mid = int(message["id"])
+        since = time.monotonic() - self.written.get(mid, float("-inf"))
+        if since < self.edit_interval:
+            retry = round(self.edit_interval - since, 3)
+            return web.Response(
+                status=429, headers={"Content-Type": "application/json", "Via": "1.1 google"},
+                body=json.dumps({"message": "You are being rate limited.", "retry_after": retry,
+                                 "global": False}).encode())
         errors = message_errors(body, creating=False)
         if errors:
             return _error(400, 50035, "Invalid Form Body", errors)
-        message = self._message_object(inter.channel_id, body, webhook=True)
-        self.sent.append(Sent("edit", inter.channel_id, body, message, token))
+        after = dict(message)
+        for key in ("content", "embeds", "components"):
+            if key in body:
+                after[key] = body[key] or ("" if key == "content" else [])
+        if (message_errors(after) or {}).get("_empty"):
+            return _error(400, 50006, "Cannot send an empty message")
+        after["edited_timestamp"] = now_iso()
+        message.update(after)
+        self.written[mid] = time.monotonic()
+        channel_id = int(message["channel_id"]) if message.get("channel_id") not in (None, "None") else None
+        self.edits.append(Edited(mid, channel_id, body, json.loads(json.dumps(message)), token))
         return _json(message)
 
     async def _create_message(self, channel_id: int, body: dict) -> web.Response:

@@ -1,5 +1,8 @@
 """Questions: the `/ask` slash command, `@bot question` (answered in a new thread), follow-ups in
-that thread without a mention, DMs, and the 👍/👎 buttons under every answer."""
+that thread without a mention, DMs, and the 👍/👎 buttons under every answer.
+
+With an LLM (the bot has a `stream_fn`) answers appear as they are written, in one message that is
+edited in place and finally replaced by the verified answer (see `stream.LiveMessage`)."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +19,7 @@ from discord.ext import commands
 from bot.discord_bot.client import QABot, UserFacingError
 from bot.discord_bot.ratelimit import RateLimiter
 from bot.discord_bot.render import clip, plain, render_answer
+from bot.discord_bot.stream import LiveMessage
 from bot.feedback import FeedbackStore
 from bot.schema import Answer, Turn
 log = logging.getLogger(__name__)
@@ -81,25 +85,48 @@ class AskCog(commands.Cog):
         self.conversations: OrderedDict[int, list[Turn]] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    # -- the shared path: question → answer_fn in a worker thread → rendered messages
+    # -- the shared path: question → answer_fn (or stream_fn) in a worker thread → rendered messages
 
-    async def answer(self, question: str, history: list[Turn]) -> Answer:
+    async def answer(self, question: str, history: list[Turn], live: LiveMessage | None = None) -> Answer:
+        """The answer to `question`; with an LLM and a `live` message, shown while it is written."""
+        if live is not None and self.bot.stream_fn is not None:
+            return await live.stream(self.bot.stream_fn, question, list(history))
         # answer_fn blocks (retrieval, models): never on the event loop, or the gateway heartbeat stalls.
         return await asyncio.to_thread(self.bot.answer_fn, question, list(history))
 
+    def live_message(self, send: Callable[..., Awaitable[discord.Message | None]], **every) -> LiveMessage | None:
+        """Where a streamed answer is shown as it grows (None without an LLM): a message sent with `send`."""
+        if self.bot.stream_fn is None:
+            return None
+        return LiveMessage(lambda text: send(text, allowed_mentions=NO_MENTIONS, **every))
+
     async def send_answer(
         self, send: Callable[..., Awaitable[discord.Message | None]], answer: Answer,
-        reference: discord.MessageReference | None = None, **every,
+        reference: discord.MessageReference | None = None, live: LiveMessage | None = None, **every,
     ) -> None:
-        """Send `answer` as one or more messages; the first replies to `reference`, the last has the votes."""
+        """Send `answer` as one or more messages; the first replies to `reference` (or replaces the
+        streamed text of `live`), the last has the votes."""
         messages = render_answer(answer)
         for i, message in enumerate(messages):
             kwargs = dict(every)
             if i == 0 and reference is not None:
                 kwargs["reference"] = reference
+            view = None
             if i == len(messages) - 1:
-                kwargs["view"] = FeedbackView(answer, self.feedback, self.config.vote_timeout)
+                view = kwargs["view"] = FeedbackView(answer, self.feedback, self.config.vote_timeout)
+            if i == 0 and live is not None and await live.finish(
+                content=None, embeds=message.embeds, allowed_mentions=NO_MENTIONS, **({"view": view} if view else {})
+            ):
+                continue
             await send(embeds=message.embeds, allowed_mentions=NO_MENTIONS, **kwargs)
+
+    async def send_error(
+        self, send: Callable[..., Awaitable[discord.Message | None]], text: str, live: LiveMessage | None = None,
+        **every,
+    ) -> None:
+        """Show an error: in place of the streamed text if some was shown, else as a new message."""
+        if live is None or not await live.finish(content=text, embeds=[], allowed_mentions=NO_MENTIONS):
+            await send(text, allowed_mentions=NO_MENTIONS, **every)
 
     # -- /ask
 
@@ -116,12 +143,13 @@ class AskCog(commands.Cog):
             await interaction.response.send_message(slow_down_text(wait), ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         await interaction.response.defer(thinking=True)
+        live = self.live_message(interaction.followup.send, wait=True)
         try:
-            answer = await self.answer(question, [])
+            answer = await self.answer(question, [], live)
         except Exception as e:
-            await interaction.followup.send(self._error_text(e, question), allowed_mentions=NO_MENTIONS)
+            await self.send_error(interaction.followup.send, self._error_text(e, question), live)
             return
-        await self.send_answer(interaction.followup.send, answer, wait=True)
+        await self.send_answer(interaction.followup.send, answer, live=live, wait=True)
 
     # -- @mention, thread follow-ups, DMs
 
@@ -184,13 +212,14 @@ class AskCog(commands.Cog):
             history = self.conversations.get(channel.id, []) if track else []
             history = history[-self.config.history_turns:] if self.config.history_turns else []
             reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to else None
+            live = self.live_message(channel.send, reference=reference)
             try:
                 async with channel.typing():
-                    answer = await self.answer(question, history)
+                    answer = await self.answer(question, history, live)
             except Exception as e:
-                await channel.send(self._error_text(e, question), allowed_mentions=NO_MENTIONS, reference=reference)
+                await self.send_error(channel.send, self._error_text(e, question), live, reference=reference)
                 return
-            await self.send_answer(channel.send, answer, reference)
+            await self.send_answer(channel.send, answer, reference, live)
             if track:
                 self._remember(channel.id, Turn(question=question, answer=answer.text))
 

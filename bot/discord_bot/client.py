@@ -7,7 +7,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import discord
 import yarl
@@ -20,6 +20,8 @@ from bot.schema import Answer, Turn
 log = logging.getLogger(__name__)
 
 AnswerFn = Callable[[str, list[Turn]], Answer]
+# With an LLM: the answer's text deltas as they are written (unverified), then the final Answer.
+StreamFn = Callable[[str, list[Turn]], Iterator["str | Answer"]]
 ReindexFn = Callable[[], str]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -92,7 +94,7 @@ def apply_endpoints(config: DiscordConfig) -> None:
 
 
 class UserFacingError(Exception):
-    """Raised by answer_fn when the question cannot be answered; the message is shown to the user."""
+    """Raised by answer_fn or stream_fn when the question cannot be answered; the message is shown to the user."""
 
 
 class StartupError(RuntimeError):
@@ -100,11 +102,14 @@ class StartupError(RuntimeError):
 
 
 class QABot(commands.Bot):
-    """Holds the answer/reindex functions and the config; the features live in the cogs."""
+    """Holds the answer/reindex functions and the config; the features live in the cogs.
+
+    `stream_fn` (None without an LLM) makes answers appear as they are written.
+    """
 
     def __init__(
         self, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig,
-        warm_up: Callable[[], None] | None = None,
+        warm_up: Callable[[], None] | None = None, stream_fn: StreamFn | None = None,
     ):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here: no warning
         intents = discord.Intents.default()
@@ -118,6 +123,7 @@ class QABot(commands.Bot):
             guild_ready_timeout=config.guild_ready_timeout,
         )
         self.answer_fn = answer_fn
+        self.stream_fn = stream_fn
         self.reindex_fn = reindex_fn
         self.config = config
         self.warm_up = warm_up
@@ -147,18 +153,19 @@ class QABot(commands.Bot):
 
 def run_bot(
     token: str, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig,
-    warm_up: Callable[[], None] | None = None,
+    warm_up: Callable[[], None] | None = None, stream_fn: StreamFn | None = None,
 ) -> None:
     """Run the bot until interrupted (Ctrl-C or SIGTERM).
 
     `warm_up` (blocking) runs in a thread once the token is accepted, before the gateway connects.
+    `stream_fn` (blocking generator, consumed in a thread), if given, is used instead of `answer_fn`.
     Raises discord.LoginFailure for a rejected token, discord.PrivilegedIntentsRequired if the
     message content intent is not enabled for the application, StartupError if `warm_up` fails.
     """
     apply_endpoints(config)
 
     async def main() -> None:
-        bot = QABot(answer_fn, reindex_fn, config, warm_up)
+        bot = QABot(answer_fn, reindex_fn, config, warm_up, stream_fn)
         async with bot:  # closes the HTTP session and gateway however start() ends
             loop = asyncio.get_running_loop()
             try:

@@ -45,7 +45,8 @@ def discord_command(verbose: bool) -> None:
     The token comes from DISCORD_TOKEN (environment or a .env file in the working directory).
     Other settings: QABOT_ALLOWED_GUILDS, QABOT_ALLOWED_CHANNELS, QABOT_RATE_LIMIT (default 5/60),
     QABOT_DISCORD_DMS, QABOT_DISCORD_MESSAGE_CONTENT, QABOT_FEEDBACK_DB, DISCORD_API_BASE,
-    DISCORD_GATEWAY_URL.
+    DISCORD_GATEWAY_URL. With QABOT_LLM (PROVIDER:MODEL) answers are written by the chat model and
+    appear as they are written, then are replaced by the verified answer.
     """
     _load_dotenv(Path.cwd() / ".env")
     token = os.environ.get("DISCORD_TOKEN", "").strip()
@@ -93,6 +94,15 @@ def discord_command(verbose: bool) -> None:
         except QuestionError as e:  # empty or oversize question: its message is meant for the user
             raise UserFacingError(str(e)) from e
 
+    def stream_fn(question, history):
+        """With an LLM: the answer's text as it is written, then the verified Answer (QA.stream)."""
+        from bot.answer import QuestionError
+
+        try:
+            yield from load_qa().stream(question, history=history)
+        except QuestionError as e:
+            raise UserFacingError(str(e)) from e
+
     def reindex_fn() -> str:
         from bot.index import ingest
 
@@ -103,7 +113,8 @@ def discord_command(verbose: bool) -> None:
         return report.summary_line()
 
     try:
-        run_bot(token, answer_fn, reindex_fn, config, warm_up=load_qa)
+        # QA builds the LLM answerer whenever settings.llm is set (or fails to start): stream then.
+        run_bot(token, answer_fn, reindex_fn, config, warm_up=load_qa, stream_fn=stream_fn if settings.llm else None)
     except discord.LoginFailure:
         _fail("Discord rejected the token (401 Unauthorized): check DISCORD_TOKEN.")
     except discord.PrivilegedIntentsRequired:

@@ -245,6 +245,7 @@ def test_hostile_question_gets_a_clear_reply(iss_index, question):
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 @needs_ask
 def test_injection_text_stays_data(iss_index):
     """JSON output stays one valid object; the index is untouched by SQL-looking questions."""

@@ -168,6 +168,7 @@ def test_unreachable_or_lost_server_is_a_one_line_error(tmp_path, iss_corpus):
         assert "Chroma server" in lines[0]
 
 
+@pytest.mark.slow
 def test_server_going_away_mid_run_is_a_one_line_error(server, tmp_path, iss_corpus, embedder, monkeypatch):
     from bot.index import IndexError_, ingest
 

@@ -96,6 +96,7 @@ def test_watch_reindexes_added_edited_deleted_files_and_folders(tmp_path, embedd
     assert w.lines[-1] == "Stopped watching."
 
 
+@pytest.mark.slow
 def test_watch_given_files_only_follows_those_files(tmp_path, embedder):
     notes = tmp_path / "notes"
     notes.mkdir()

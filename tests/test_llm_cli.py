@@ -1,0 +1,191 @@
+"""The LLM answerer through the front doors, on a small ISS index.
+
+`qabot ask --llm openai:test-model --json` talks to the fake OpenAI-compatible server of
+tests/fake_openai.py (OPENAI_BASE_URL, OPENAI_API_KEY=dummy) with the real ChatOpenAI client:
+a cited answer is kept, a server error falls back to the extractive answer, an invented citation
+is removed. `QA.stream` is checked with a GenericFakeChatModel, and `qabot discord` hands the
+bot a `stream_fn` only when an LLM is configured.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import FakeOpenAI  # noqa: E402
+
+from bot.answer import QA  # noqa: E402
+from bot.cli import cli  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.index import ingest  # noqa: E402
+from bot.llm import LLMAnswerer  # noqa: E402
+from bot.schema import Answer  # noqa: E402
+
+QUESTION = "When will Russia leave the ISS?"
+WITHDRAW = "Russia has decided to withdraw from the International Space Station after 2024"
+INFORM = "Russia will inform its partners of its decision one year in advance"
+
+
+@pytest.fixture(scope="module")
+def iss_index(tmp_path_factory, embedder):
+    from conftest import SEED
+
+    root = tmp_path_factory.mktemp("iss-llm")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    (corpus / SEED.name).write_text(SEED.read_text(encoding="utf-8"), encoding="utf-8")
+    settings = Settings(corpus=corpus, index=root / "index")
+    ingest(settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeOpenAI() as s:
+        yield s
+
+
+@pytest.fixture
+def openai_env(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "dummy")
+    server.requests.clear()
+    return server
+
+
+def ask_json(iss_index, question: str = QUESTION) -> dict:
+    result = CliRunner().invoke(
+        cli, ["ask", question, "--llm", "openai:test-model", "--json",
+              "--corpus", str(iss_index.corpus), "--index", str(iss_index.index)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)  # exactly one JSON object
+
+
+def passages_sent(server: FakeOpenAI) -> list[str]:
+    prompt = server.requests[-1]["messages"][-1]["content"]
+    return re.findall(r'<passage n="\d+">\n(.*?)\n</passage>', prompt, re.DOTALL)
+
+
+def markers(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"\[(\d+)\]", text)]
+
+
+def citation_with(data: dict, n: int) -> dict:
+    (c,) = [c for c in data["citations"] if c["n"] == n]
+    return c
+
+
+def test_ask_llm_good_cited_answer(iss_index, openai_env):
+    openai_env.script(f"{WITHDRAW} [1]. {INFORM} [2].")
+    data = ask_json(iss_index)
+    assert data["answerer"] == "llm:openai:test-model" and data["refused"] is False
+    (request,) = openai_env.requests
+    assert request["model"] == "test-model"
+    passages = passages_sent(openai_env)
+    assert len(passages) == 5 and "after 2024" in passages[0]  # the top passages, numbered for the model
+    assert data["answer"] == f"{WITHDRAW} [1]. {INFORM} [2]."
+    assert sorted(set(markers(data["answer"]))) == [c["n"] for c in data["citations"]] == [1, 2]
+    # Every [n] points to the citation whose quote says it.
+    assert "withdraw from the International Space Station plan after 2024" in citation_with(data, 1)["quote"]
+    assert "one year in advance" in citation_with(data, 2)["quote"]
+    assert all(c["source"] == "russia-iss-withdrawal.txt" for c in data["citations"])
+    assert {"llm", "verify", "total"} <= set(data["timings_ms"])
+
+
+def test_ask_llm_server_error_falls_back_to_extractive(iss_index, openai_env):
+    openai_env.script(status=500)
+    started = time.monotonic()
+    data = ask_json(iss_index)
+    assert data["answerer"] == "extractive" and data["refused"] is False
+    assert data["answer"].lower().startswith("after 2024")
+    assert markers(data["answer"]) and set(markers(data["answer"])) <= {c["n"] for c in data["citations"]}
+    assert len(openai_env.requests) == 1  # no retries
+    assert time.monotonic() - started < 10  # no waiting on the failed call (loading the index dominates)
+
+
+def test_ask_llm_invented_citation_removed(iss_index, openai_env):
+    openai_env.script(f"{WITHDRAW} [1][9]. Russia will partner with China to build a base on the Moon [9].")
+    data = ask_json(iss_index)
+    assert data["answerer"] == "llm:openai:test-model"
+    assert data["answer"] == f"{WITHDRAW} [1]."  # [9] gone, and the sentence only it "supported" too
+    assert "[9]" not in data["answer"] and "Moon" not in data["answer"]
+    assert [c["n"] for c in data["citations"]] == [1]
+
+
+# --- QA.stream with a fake chat model -------------------------------------------------------
+
+
+def fake_qa(iss_index, embedder, reply: str) -> QA:
+    model = GenericFakeChatModel(messages=iter([reply]))
+    return QA(iss_index, embedder=embedder, llm_answerer=LLMAnswerer(model, name="llm:fake", embed=embedder.embed))
+
+
+def test_qa_stream_yields_deltas_then_the_verified_answer(iss_index, embedder):
+    reply = f"{WITHDRAW} [1]. Russia will partner with China to build a base on the Moon [1]."
+    *deltas, final = fake_qa(iss_index, embedder, reply).stream(QUESTION)
+    assert len(deltas) > 5 and all(isinstance(d, str) for d in deltas)
+    assert "".join(deltas) == reply  # the unverified text, as written
+    assert isinstance(final, Answer) and final.answerer == "llm:fake"
+    assert final.text == f"{WITHDRAW} [1]."  # the unsupported sentence is gone from the final answer
+    assert final.question == QUESTION and "after 2024" in final.citations[0].quote
+    assert {"llm", "verify", "total"} <= set(final.timings_ms)
+
+
+def test_qa_stream_falls_back_to_the_extractive_answer(iss_index, embedder):
+    *deltas, final = fake_qa(iss_index, embedder, "Russia will build a base on the Moon [1].").stream(QUESTION)
+    assert deltas and "".join(deltas) == "Russia will build a base on the Moon [1]."
+    assert final.answerer == "extractive" and final.text.lower().startswith("after 2024")
+
+
+def test_qa_stream_without_llm_yields_only_the_answer(iss_index, embedder):
+    (final,) = QA(iss_index, embedder=embedder).stream(QUESTION)
+    assert isinstance(final, Answer) and final.answerer == "extractive"
+
+
+# --- qabot discord hands the bot a stream_fn with an LLM --------------------------------------
+
+
+def _discord_wiring(monkeypatch, iss_index, llm: str | None) -> dict:
+    import bot.discord_bot.client as client
+
+    captured: dict = {}
+
+    def fake_run_bot(token, answer_fn, reindex_fn, config, warm_up=None, stream_fn=None):
+        captured.update(answer_fn=answer_fn, stream_fn=stream_fn, warm_up=warm_up)
+
+    monkeypatch.setattr(client, "run_bot", fake_run_bot)
+    monkeypatch.setenv("DISCORD_TOKEN", "dummy-token")
+    monkeypatch.setenv("QABOT_CORPUS", str(iss_index.corpus))
+    monkeypatch.setenv("QABOT_INDEX", str(iss_index.index))
+    if llm:
+        monkeypatch.setenv("QABOT_LLM", llm)
+    bot_logger = logging.getLogger("bot")
+    monkeypatch.setattr(bot_logger, "level", bot_logger.level)  # the command raises it to INFO
+    result = CliRunner().invoke(cli, ["discord"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return captured
+
+
+def test_discord_command_streams_only_with_an_llm(iss_index, openai_env, monkeypatch):
+    assert _discord_wiring(monkeypatch, iss_index, None)["stream_fn"] is None
+    wired = _discord_wiring(monkeypatch, iss_index, "openai:test-model")
+    openai_env.script(f"{WITHDRAW} [1].")
+    *deltas, final = wired["stream_fn"](QUESTION, [])
+    assert "".join(deltas) == f"{WITHDRAW} [1]." and openai_env.requests[-1]["stream"] is True
+    assert final.answerer == "llm:openai:test-model" and final.text == f"{WITHDRAW} [1]."
+
+    from bot.discord_bot.client import UserFacingError
+
+    with pytest.raises(UserFacingError):
+        list(wired["stream_fn"]("   ", []))

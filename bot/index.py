@@ -522,16 +522,26 @@ def _in_scope(source: str, prefixes: list[str], whole_corpus: bool) -> bool:
 
 
 def _index_files(todo, settings, manifest, store, embedder, report, skip, on_progress) -> None:
+    """Load, chunk, embed and write as we go, in embedding groups that span files (short files
+    still batch well): memory holds one group, whatever the corpus size, and a crash loses at
+    most one group of work. The progress total is exact for what has been loaded and estimated
+    (chunks per byte so far) for the rest."""
     from bot.chunk import chunk_document, make_splitter
 
     splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
-    # Load and chunk lazily, embedding in groups that span files: memory stays bounded and a
-    # crash loses at most one group of work.
-    pending: list[tuple[CorpusFile, str, bool, list[Chunk]]] = []
-    pending_chunks = 0
-    total_estimate = 0
-    loaded: list[tuple[CorpusFile, str, bool, list[Chunk]]] = []
+    bytes_left = sum(f.size for f, _, _ in todo)
+    seen_bytes = seen_chunks = done = 0
+    group: list[tuple[CorpusFile, str, bool, list[Chunk]]] = []
+    group_chunks = 0
+
+    def total() -> int:
+        per_byte = seen_chunks / seen_bytes if seen_bytes else 1 / max(1, settings.chunk_size - settings.chunk_overlap)
+        return done + group_chunks + round(bytes_left * per_byte)
+
+    if on_progress and todo:
+        on_progress(0, total())
     for f, sha, existed in todo:
+        bytes_left -= f.size
         try:
             doc = load_document(f.path, f.source)
         except LoadError as exc:
@@ -539,19 +549,15 @@ def _index_files(todo, settings, manifest, store, embedder, report, skip, on_pro
             skip(f.source, str(exc) + ("; keeping the previously indexed version" if existed else ""))
             continue
         chunks = chunk_document(doc, splitter)
-        loaded.append((f, sha, existed, chunks))
-        total_estimate += len(chunks)
-    done = 0
-    if on_progress:
-        on_progress(0, total_estimate)
-    for item in loaded:
-        pending.append(item)
-        pending_chunks += len(item[3])
-        if pending_chunks >= EMBED_GROUP:
-            done = _write_group(pending, manifest, store, embedder, report, done, total_estimate, on_progress)
-            pending, pending_chunks = [], 0
-    if pending:
-        _write_group(pending, manifest, store, embedder, report, done, total_estimate, on_progress)
+        seen_bytes += f.size
+        seen_chunks += len(chunks)
+        group.append((f, sha, existed, chunks))
+        group_chunks += len(chunks)
+        if group_chunks >= EMBED_GROUP:
+            done = _write_group(group, manifest, store, embedder, report, done, total(), on_progress)
+            group, group_chunks = [], 0
+    if group:
+        _write_group(group, manifest, store, embedder, report, done, total(), on_progress)
 
 
 def _write_group(group, manifest, store, embedder, report, done, total, on_progress) -> int:

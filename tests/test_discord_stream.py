@@ -23,7 +23,7 @@ import pytest
 from bot.discord_bot.ask_cog import ERROR_TEXT
 from bot.discord_bot.client import DiscordConfig, QABot, UserFacingError, apply_endpoints
 from bot.discord_bot.render import render_answer
-from bot.discord_bot.stream import EDIT_INTERVAL, preview
+from bot.discord_bot.stream import EDIT_INTERVAL, LiveMessage, preview
 from bot.feedback import FeedbackStore
 from bot.schema import Answer, Citation, Turn
 
@@ -233,7 +233,7 @@ def test_ask_streams_into_the_follow_up_then_shows_the_verified_answer():
 def test_extractive_fallback_replaces_the_streamed_text():
     # The LLM wrote something that failed verification: its text goes, the extractive answer shows.
     deltas = ["Russia will build ", "a base on the Moon ", "with China [1]. ", "Soon."]
-    streamer = Streamer(deltas, final=extractive_answer, pause=0.5)
+    streamer = Streamer(deltas, final=extractive_answer, pause=0.6)
 
     async def body():
         async with running(streamer) as (fake, bot):
@@ -340,6 +340,36 @@ def test_preview_is_cut_to_the_content_limit():
     assert preview("  short  ") == "short"
     long = preview("x" * 5000)
     assert len(long) == 2000 and long.endswith("…")
+
+
+def test_abandoned_stream_is_closed_in_its_thread():
+    # E.g. the bot shuts down mid-answer: the worker stops at its next item and closes the stream.
+    streamer = Streamer(["a "] * 50, pause=0.05)
+
+    class Sink:
+        id = 1
+
+        async def edit(self, **fields):
+            return None
+
+    async def body():
+        created = asyncio.Event()
+
+        async def create(text):
+            created.set()
+            return Sink()
+
+        task = asyncio.create_task(LiveMessage(create).stream(streamer, "q", []))
+        await asyncio.wait_for(created.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        deadline = time.monotonic() + 2
+        while not streamer.closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert streamer.closed and streamer.threads[0] is not threading.main_thread()
+
+    run(body())
 
 
 def test_fake_discord_enforces_edit_rules():

@@ -202,8 +202,8 @@ def test_mention_streams_into_one_message_then_shows_the_verified_answer(tmp_pat
 
             # A follow-up in the thread is streamed too, with the verified (not the streamed) text as history.
             await fake.message("And who deorbits it?", channel_id=thread_id)
-            await fake.wait_for(lambda: len(fake.sent_in(thread_id)) == 2 and fake.sent_in(thread_id)[1].message["embeds"],
-                                8, "the second answer")
+            second = lambda: fake.sent_in(thread_id)[1:]  # noqa: E731
+            await fake.wait_for(lambda: second() and second()[0].message["embeds"], 8, "the second answer")
             assert streamer.calls[1] == ("And who deorbits it?", [Turn("When will Russia leave the ISS?", answer.text)])
 
     run(body())
@@ -264,7 +264,8 @@ def test_long_stream_previews_within_2000_chars_and_long_answer_is_split():
             answer = long_answer("Tell me everything")
             messages = rendered(answer)
             assert len(messages) >= 2
-            previews = [first.payload["content"]] + [e.payload["content"] for e in fake.edits_of(first.message["id"])[:-1]]
+            edits = fake.edits_of(first.message["id"])
+            previews = [first.payload["content"]] + [e.payload["content"] for e in edits[:-1]]
             assert all(len(p) <= 2000 for p in previews)
             assert any(p.endswith("…") for p in previews)
             # The first message now holds the first part; the others follow, the votes under the last.
@@ -398,7 +399,8 @@ def test_fake_discord_enforces_edit_rules():
                     assert r.status == 403 and (await r.json())["code"] == 50005
                 async with http.patch(f"{base}/123", json={"content": "?"}) as r:
                     assert r.status == 404
-                async with http.patch(f"{fake.api_base}/webhooks/{APP_ID}/nope/messages/{mid}", json={"content": "?"}) as r:
+                webhook = f"{fake.api_base}/webhooks/{APP_ID}/nope/messages/{mid}"
+                async with http.patch(webhook, json={"content": "?"}) as r:
                     assert r.status == 404
             assert str(BOT_ID) == fake.messages[int(mid)]["author"]["id"]
 

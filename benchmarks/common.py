@@ -109,3 +109,65 @@ def machine() -> str:
     wanted = ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2")
     flags = " ".join(f for f in wanted if f in cpu_flags())
     return f"{model}, {os.cpu_count()} cores, flags: {flags or 'none of ' + ','.join(wanted)}"
+
+
+# --- a Python-docs index shared by the pydocs, latency and coldstart benchmarks ----------------
+
+import tempfile  # noqa: E402
+
+BENCH_DIR = Path(os.environ.get("QABOT_BENCH_DIR") or Path(tempfile.gettempdir()) / "qabot-bench")
+PYDOCS_INDEX = BENCH_DIR / "pydocs-index"
+REPO = Path(__file__).resolve().parent.parent
+GOLD_PYDOCS = REPO / "tests" / "gold" / "pydocs_qa.jsonl"
+
+
+def qabot_cmd() -> list[str]:
+    return [sys.executable, "-m", "bot"]
+
+
+def run_child(cmd: list[str], env: dict | None = None, stdin: str | None = None) -> dict:
+    """Run a command; wall seconds, exit code, output and the child's own peak RSS (wait4)."""
+    import subprocess
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, cwd=REPO)
+    out, err = proc.communicate(stdin)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rc": proc.returncode, "stdout": out, "stderr": err}
+
+
+def run_child_rss(cmd: list[str], env: dict | None = None) -> dict:
+    """Like run_child, with the child's peak RSS in MB from wait4 (Linux)."""
+    import subprocess
+
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True,
+                                env={**os.environ, **(env or {})}, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return {"seconds": seconds, "rc": proc.returncode, "stdout": out.read(), "stderr": err.read(),
+                "rss_mb": usage.ru_maxrss / 1024}
+
+
+def ensure_pydocs_index() -> Path:
+    """The benchmark index of the whole Python docs (built once, then incremental: seconds)."""
+    if not pydocs_available():
+        sys.exit(f"needs the Python 3.11 docs at {PYDOCS} (apt-get install python3.11-doc)")
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    res = run_child(qabot_cmd() + ["ingest", "--corpus", str(PYDOCS), "--index", str(PYDOCS_INDEX), "--quiet"])
+    if res["rc"] != 0:
+        sys.exit(f"ingest failed: {res['stderr'][-2000:]}")
+    return PYDOCS_INDEX
+
+
+def gold_questions() -> list[str]:
+    import json
+
+    with open(GOLD_PYDOCS, encoding="utf-8") as f:
+        return [json.loads(line)["question"] for line in f if line.strip()]

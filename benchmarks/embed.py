@@ -1,0 +1,163 @@
+"""Ingest-embedding throughput: our pipeline vs stock fp32 sentence-transformers, same chunks,
+same run, alternating repetitions; plus fidelity (cosine to fp32) and per-question latency.
+
+    python -m benchmarks.embed [--chunks 384] [--reps 3] [--sweep]
+
+`--sweep` also measures batch sizes (16/32/64/128 full-length texts per batch) and torch thread
+counts for the torch engine.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from benchmarks.common import machine, median, pct, pydocs_chunks, table
+
+QUESTIONS = [
+    "when will Russia leave the ISS?",
+    "how do I read a file line by line?",
+    "what does functools.lru_cache do?",
+    "difference between a list and a tuple",
+    "how to sort a dict by value",
+    "which exception does int() raise for a bad string?",
+    "how can I run a subprocess and capture its output?",
+    "what is the GIL?",
+]
+GROUP = 256  # bot.index.EMBED_GROUP: how ingest calls the embedder today
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.embed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chunks", type=int, default=384)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--sweep", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from bot import embed
+    from bot.embed import Embedder, model_path
+
+    texts = pydocs_chunks(args.chunks)
+    stock = SentenceTransformer(model_path(), device="cpu")
+    ours = Embedder()  # auto precision, as `qabot ingest` runs it
+    fp32 = Embedder(precision="fp32")
+
+    def ours_groups():  # as bot.index calls it: groups of EMBED_GROUP chunks
+        return np.vstack([ours.embed(texts[i:i + GROUP]) for i in range(0, len(texts), GROUP)])
+
+    def torch_fp32():
+        return embed._normalise(embed._torch_embed(embed.load_tokenizer().encode_batch(texts), "fp32"))
+
+    def onnx_fp32():
+        session = embed.onnx_session()
+        if session is None:
+            return None
+        return embed._normalise(embed._onnx_run(session, embed.load_tokenizer().encode_batch(texts)))
+
+    candidates = {
+        "stock fp32 (ST encode)": lambda: stock.encode(texts),
+        f"ours {ours.precision}, groups of {GROUP}": ours_groups,
+        f"ours {ours.precision}, one call": lambda: ours.embed(texts),
+        "ours fp32 torch (token-sorted)": torch_fp32,
+        "ours fp32 ONNX Runtime": onnx_fp32,
+    }
+    # Warm every engine (model load, ONNX export/session, autocast caches) outside the timing.
+    ours.embed(texts[:64] * 2)
+    fp32.warm_up()
+    stock.encode(texts[:32])
+    if embed.onnx_session() is None:
+        del candidates["ours fp32 ONNX Runtime"]
+
+    seconds: dict[str, list[float]] = {name: [] for name in candidates}
+    vectors: dict[str, np.ndarray] = {}
+    ratios: list[float] = []
+    for rep in range(args.reps):
+        names = list(candidates) if rep % 2 == 0 else list(reversed(candidates))  # alternate order
+        for name in names:
+            t = time.perf_counter()
+            out = candidates[name]()
+            seconds[name].append(time.perf_counter() - t)
+            vectors[name] = out
+        ratios.append(seconds["stock fp32 (ST encode)"][-1] / seconds[f"ours {ours.precision}, groups of {GROUP}"][-1])
+
+    ref = np.asarray(vectors["stock fp32 (ST encode)"], dtype=np.float32)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    stock_s = median(seconds["stock fp32 (ST encode)"])
+    rows = []
+    for name, secs in seconds.items():
+        cos = (vectors[name] * ref).sum(axis=1)
+        rows.append([name, len(texts) / median(secs), stock_s / median(secs), float(cos.min()), float(cos.mean())])
+    print(f"Embedding {len(texts)} Python-docs chunks, {args.reps} alternating repetitions, medians "
+          f"({machine()}; torch threads {torch.get_num_threads()})")
+    print(table(["pipeline", "chunks/s", "x stock", "min cos", "mean cos"], rows))
+
+    # Per-question latency: one short question, as `qabot ask` embeds it.
+    def per_query(fn, n=3):
+        for q in QUESTIONS[:3]:
+            fn(q)
+        ms = []
+        for _ in range(n):
+            for q in QUESTIONS:
+                t = time.perf_counter()
+                fn(q)
+                ms.append((time.perf_counter() - t) * 1e3)
+        return ms
+
+    q_stock = per_query(lambda q: stock.encode([q]))
+    q_ours = per_query(lambda q: ours.embed([q]))
+    print()
+    print(table(["question embedding", "p50 ms", "p95 ms"], [
+        ["stock fp32 (ST encode)", median(q_stock), pct(q_stock, 95)],
+        [f"ours ({'ONNX fp32' if embed.onnx_session() is not None else 'torch ' + ours.precision})",
+         median(q_ours), pct(q_ours, 95)],
+    ]))
+
+    if args.sweep:
+        sweep(texts, ref, ours.precision)
+
+    ratio = median(ratios)
+    cos_min = float((vectors[f"ours {ours.precision}, groups of {GROUP}"] * ref).sum(axis=1).min())
+    ours_cps = len(texts) / median(seconds[f"ours {ours.precision}, groups of {GROUP}"])
+    summary = {"ratio": ratio, "ours_chunks_per_s": ours_cps, "stock_chunks_per_s": len(texts) / stock_s,
+               "min_cos": cos_min, "query_ms_p50": median(q_ours)}
+    print(f"\nembed: ours {ours_cps:.1f} chunks/s vs stock fp32 {len(texts) / stock_s:.1f} chunks/s = "
+          f"{ratio:.2f}x (goal >= 2.5, median of per-repetition ratios), min cos {cos_min:.5f} (goal >= 0.999), "
+          f"question {median(q_ours):.1f} ms p50 "
+          f"[{'PASS' if ratio >= 2.5 and cos_min >= 0.999 else 'MISS'}]")
+    return summary
+
+
+def sweep(texts, ref, precision) -> None:
+    """Batch size and thread count of the torch engine (alternating, medians)."""
+    import torch
+
+    from bot import embed
+
+    encodings = embed.load_tokenizer().encode_batch(texts)
+    default_threads = torch.get_num_threads()
+    configs = [(bs, default_threads) for bs in (16, 32, 64, 128)]
+    if default_threads > 1:
+        configs.append((32, 1))
+    times: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
+    cos = {}
+    for rep in range(3):
+        for cfg in configs if rep % 2 == 0 else list(reversed(configs)):
+            bs, threads = cfg
+            torch.set_num_threads(threads)
+            t = time.perf_counter()
+            out = embed._normalise(embed._torch_embed(encodings, precision, bs * 256))
+            times[cfg].append(time.perf_counter() - t)
+            cos[cfg] = float((out * ref).sum(axis=1).min())
+    torch.set_num_threads(default_threads)
+    print()
+    print(f"Torch engine sweep ({precision}, token-sorted batches; medians of 3)")
+    print(table(["batch (full-length texts)", "threads", "chunks/s", "min cos"],
+                [[bs, th, len(texts) / median(times[(bs, th)]), cos[(bs, th)]] for bs, th in configs]))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,11 @@ Here an unchanged file costs one `stat`.
 Crash safety: a file's row is marked `pending` (or `deleting`) *before* Chroma is touched and
 `done` after; chunk ids are deterministic, so writes are upserts. The next run redoes every row
 that is not `done`, and a count check catches anything else: no duplicates, no orphans, no gaps.
+tests/test_crash.py fails an ingest before each of its writes, and SIGKILLs real ones.
+
+Concurrency: one ingest at a time per index (a file lock; the second waits). Readers (the bot,
+`ask`, a second client) keep working during an ingest and see each file's old or new chunks,
+never none: a changed file's chunks are overwritten in place, then the surplus is deleted.
 """
 from __future__ import annotations
 
@@ -204,6 +209,12 @@ class VectorStore:
     def delete_source(self, source: str) -> None:
         with self._server_call():
             self.collection.delete(where={"source": source})
+
+    def delete_source_except(self, source: str, keep: set[str]) -> None:
+        """Delete a source's chunks other than `keep` (what is left of an older, longer version)."""
+        with self._server_call():
+            ids = self.collection.get(where={"source": source}, include=[])["ids"]
+        self.delete_ids([i for i in ids if i not in keep])
 
     def delete_ids(self, ids: list[str]) -> None:
         for i in range(0, len(ids), UPSERT_BATCH):
@@ -567,9 +578,11 @@ def _write_group(group, manifest, store, embedder, report, done, total, on_progr
     for f, sha, existed, file_chunks in group:
         manifest.set_file(f.source, sha, f.size, f.mtime_ns, len(file_chunks), "pending",
                           file_chunks[0].title if file_chunks else "")
-        store.delete_source(f.source)
+        # Overwrite in place, then drop what the old version had beyond: a query running
+        # meanwhile sees old or new chunks of the file, never none.
         if file_chunks:
             store.upsert(file_chunks, vectors[offset:offset + len(file_chunks)])
+        store.delete_source_except(f.source, {c.id for c in file_chunks})
         manifest.set_state(f.source, "done")
         manifest.clear_skipped(f.source)
         offset += len(file_chunks)

@@ -161,6 +161,7 @@ class Crash(Exception):
 
 
 WRITES = [(VectorStore, "upsert"), (VectorStore, "delete_source"), (VectorStore, "delete_ids"),
+          (VectorStore, "delete_source_except"),
           (Manifest, "set_file"), (Manifest, "set_state"), (Manifest, "remove"), (Manifest, "touch")]
 ORIGINALS = {(cls, name): getattr(cls, name) for cls, name in WRITES}
 

@@ -275,11 +275,12 @@ def refusal(question: str, hits: list[Hit], closest: int = 3) -> Answer:
     return Answer(question=question, text=REFUSAL_TEXT, refused=True, citations=citations)
 
 
-def make_llm_answerer(spec: str, embedder):
+def make_llm_answerer(spec: str, embedder, timeout_s: float = 60.0):
     """The optional LLM answerer for PROVIDER:MODEL; raises LLMConfigError (one line) if unusable."""
     from bot.llm import LLMAnswerer, make_chat_model
 
-    return LLMAnswerer(make_chat_model(spec), name=f"llm:{spec}", embed=embedder.embed)
+    return LLMAnswerer(make_chat_model(spec, timeout_s=timeout_s), name=f"llm:{spec}", timeout_s=timeout_s,
+                       embed=embedder.embed)
 
 
 # --- the pipeline -------------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class QA:
             manifest.close()
         self.embedder = embedder or Embedder(precision=precision)
         if llm_answerer is None and settings.llm:
-            llm_answerer = make_llm_answerer(settings.llm, self.embedder)
+            llm_answerer = make_llm_answerer(settings.llm, self.embedder, settings.llm_timeout)
         if self.embedder.precision != precision:
             raise IndexError_(f"the index was embedded in {precision}, the query embedder runs {self.embedder.precision}")
         self.store = VectorStore(settings)

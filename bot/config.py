@@ -21,6 +21,7 @@ ENV_NAMES = {
     "precision": "QABOT_PRECISION",
     "k": "QABOT_K",
     "llm": "QABOT_LLM",
+    "llm_timeout": "QABOT_LLM_TIMEOUT",
 }
 
 
@@ -35,6 +36,7 @@ class Settings:
     precision: str = "auto"  # embedding precision: auto (bf16 where the CPU has it), bf16, fp32
     k: int = 5  # passages handed to the answerer
     llm: str | None = None  # PROVIDER:MODEL of an optional chat model
+    llm_timeout: float = 60.0  # seconds before an LLM answer is abandoned for the extractive one
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -58,4 +60,6 @@ class Settings:
 def _convert(type_name: str, raw: str):
     if type_name == "int":
         return int(raw)
+    if type_name == "float":
+        return float(raw)
     return raw

@@ -55,6 +55,7 @@ from bot.config import Settings
 from bot.index import VectorStore
 settings = Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2]))
 stop = Path(sys.argv[3])
+originals = set(json.loads(sys.argv[5]))
 rng = np.random.default_rng(0)
 ok, errors, counts = 0, [], set()
 Path(sys.argv[4]).touch()
@@ -65,6 +66,8 @@ while not stop.exists():
         hits = store.query(v.tolist(), 5)
         assert hits and all(c.text for c, _ in hits), hits
         counts.add(store.count())
+        sources = {m["source"] for m in store.collection.get(include=["metadatas"])["metadatas"]}
+        assert originals <= sources, f"files being updated had no chunks: {sorted(originals - sources)}"
         ok += 1
     except Exception as exc:
         errors.append(f"{type(exc).__name__}: {exc}"[:300])
@@ -79,10 +82,13 @@ def test_queries_keep_working_during_an_ingest(tmp_path, embedder):
     settings = Settings(corpus=corpus, index=tmp_path / "index", chunk_size=100, chunk_overlap=0)
     ingest(settings, embedder=embedder)  # this process now holds an open client too
     before = VectorStore(settings).count()
+    originals = sorted({c.source for c in VectorStore(settings).all_chunks(include_text=False)})
+    write_corpus(corpus, 4, paragraphs=6, seed=3)  # the same files, edited: updated in place
     write_corpus(corpus / "more", 10, paragraphs=4, seed=2)
 
     stop, ready = tmp_path / "stop", tmp_path / "ready"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(corpus), str(settings.index), str(stop), str(ready)],
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(corpus), str(settings.index), str(stop), str(ready),
+                               json.dumps(originals)],
                               env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     writer = None
     in_process = {"ok": 0, "errors": []}

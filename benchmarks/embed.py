@@ -116,6 +116,12 @@ def main(argv=None) -> dict:
          median(q_ours), pct(q_ours, 95)],
     ]))
 
+    agreement = ranking_agreement(vectors[f"ours {ours.precision}, groups of {GROUP}"], ours.precision)
+    if agreement is not None:
+        print(f"\nquestions embedded in fp32 (ONNX) vs {ours.precision} (torch), against the {ours.precision} "
+              f"chunk vectors: same top hit for {agreement[0]}/{agreement[2]} questions, top-10 overlap "
+              f"{agreement[1]:.1%}, min cos between the two query vectors {agreement[3]:.5f}")
+
     if args.sweep:
         sweep(texts, ref, ours.precision)
 
@@ -129,6 +135,26 @@ def main(argv=None) -> dict:
           f"question {median(q_ours):.1f} ms p50 "
           f"[{'PASS' if ratio >= 2.5 and cos_min >= 0.999 else 'MISS'}]")
     return summary
+
+
+def ranking_agreement(doc_vectors: np.ndarray, precision: str):
+    """Does embedding the question on the fp32 ONNX engine (as `qabot ask` does) rank the chunks
+    as the index's own precision on torch would?"""
+    from benchmarks.common import gold_questions
+    from bot import embed
+
+    session = embed.onnx_session()
+    if session is None:
+        return None
+    questions = gold_questions() + QUESTIONS
+    encodings = embed.load_tokenizer().encode_batch(questions)
+    fast = embed._normalise(embed._onnx_run(session, encodings))
+    same = embed._normalise(embed._torch_embed(encodings, precision))
+    top = lambda q: [list(np.argsort(-(doc_vectors @ v))[:10]) for v in q]  # noqa: E731
+    pairs = list(zip(top(fast), top(same)))
+    top1 = sum(a[0] == b[0] for a, b in pairs)
+    overlap = float(np.mean([len(set(a) & set(b)) / 10 for a, b in pairs]))
+    return top1, overlap, len(questions), float((fast * same).sum(axis=1).min())
 
 
 def sweep(texts, ref, precision) -> None:

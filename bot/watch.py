@@ -100,9 +100,13 @@ def _reindex(settings: Settings, roots: list[Path], changed: set[str], echo):
         return None
     started = time.strftime("%H:%M:%S")
 
+    corpus = settings.corpus.absolute()
+
     def on_skip(source: str, reason: str) -> None:
-        # Only files of this batch: a bad file left in the corpus is not re-reported each time.
-        if any(c == source or c.endswith("/" + source) for c in changed):
+        # Only files of this batch (or under a folder of it): a bad file left in the corpus is
+        # not re-reported with every batch.
+        path = source if Path(source).is_absolute() else str(corpus / source)
+        if any(path == c or path.startswith(c.rstrip("/") + "/") for c in changed):
             echo(f"skipped {source}: {reason}")
 
     try:

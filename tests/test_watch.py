@@ -73,6 +73,7 @@ def test_watch_reindexes_added_edited_deleted_files_and_folders(tmp_path, embedd
         (corpus / "b.md").unlink()
         r = w.next_batch()
         assert r.deleted == 1 and sources(settings) == {"a.txt"}
+        assert not any(l.startswith("skipped") for l in w.lines)
 
         (corpus / "notes.csv").write_text("unsupported,file\n")  # not a document: no batch
         (corpus / ".hidden.txt").write_text("hidden files are not indexed")
@@ -86,6 +87,7 @@ def test_watch_reindexes_added_edited_deleted_files_and_folders(tmp_path, embedd
         r = w.next_batch()
         assert r.added == 1 and sources(settings) == {"a.txt", "moved/deep/c.txt"}
         assert [s for s, _ in r.skipped] == ["moved/bad.txt"]
+        assert any(l.startswith("skipped moved/bad.txt: binary file") for l in w.lines), w.lines
 
         shutil.move(str(corpus / "moved"), str(tmp_path / "gone"))
         r = w.next_batch()

@@ -31,7 +31,7 @@ class Watcher:
 
     def __enter__(self) -> "Watcher":
         self.thread.start()
-        time.sleep(1.0)  # let the file system watcher start
+        time.sleep(2.0)  # let the file system watcher start (no event tells when it has)
         return self
 
     def __exit__(self, *exc) -> None:

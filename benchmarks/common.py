@@ -72,11 +72,16 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 def _fmt(v) -> str:
+    """Floats by magnitude; pass a string for anything that needs its own format (cosines)."""
     if isinstance(v, float):
         if v != v:
             return "-"
-        return f"{v:.4f}" if abs(v) < 1.5 else f"{v:.1f}" if abs(v) < 1000 else f"{v:.0f}"
+        return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}" if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
+
+
+def cos(v: float) -> str:
+    return f"{v:.6f}"
 
 
 def _numeric(s: str) -> bool:
@@ -108,7 +113,9 @@ def machine() -> str:
 
     wanted = ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2")
     flags = " ".join(f for f in wanted if f in cpu_flags())
-    return f"{model}, {os.cpu_count()} cores, flags: {flags or 'none of ' + ','.join(wanted)}"
+    load = os.getloadavg()[0]
+    return (f"{model}, {os.cpu_count()} cores, flags: {flags or 'none of ' + ','.join(wanted)}; "
+            f"load average {load:.1f} when started")
 
 
 # --- a Python-docs index shared by the pydocs, latency and coldstart benchmarks ----------------

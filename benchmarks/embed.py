@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine, median, pct, pydocs_chunks, table
+from benchmarks.common import cos as fmt_cos, machine, median, pct, pydocs_chunks, table
 
 QUESTIONS = [
     "when will Russia leave the ISS?",
@@ -90,7 +90,8 @@ def main(argv=None) -> dict:
     rows = []
     for name, secs in seconds.items():
         cos = (vectors[name] * ref).sum(axis=1)
-        rows.append([name, len(texts) / median(secs), stock_s / median(secs), float(cos.min()), float(cos.mean())])
+        rows.append([name, len(texts) / median(secs), f"{stock_s / median(secs):.2f}x",
+                     fmt_cos(float(cos.min())), fmt_cos(float(cos.mean()))])
     print(f"Embedding {len(texts)} Python-docs chunks, {args.reps} alternating repetitions, medians "
           f"({machine()}; torch threads {torch.get_num_threads()})")
     print(table(["pipeline", "chunks/s", "x stock", "min cos", "mean cos"], rows))
@@ -182,7 +183,7 @@ def sweep(texts, ref, precision) -> None:
     print()
     print(f"Torch engine sweep ({precision}, token-sorted batches; medians of 3)")
     print(table(["batch (full-length texts)", "threads", "chunks/s", "min cos"],
-                [[bs, th, len(texts) / median(times[(bs, th)]), cos[(bs, th)]] for bs, th in configs]))
+                [[bs, th, len(texts) / median(times[(bs, th)]), fmt_cos(cos[(bs, th)])] for bs, th in configs]))
 
 
 if __name__ == "__main__":

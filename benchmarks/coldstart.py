@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
-from benchmarks.common import PYDOCS, ensure_pydocs_index, machine, median, qabot_cmd, run_child, run_child_rss, table
+from benchmarks.common import PYDOCS, ensure_index, machine, median, qabot_cmd, run_child, run_child_rss, table
 
 QUESTION = "what does Path.mkdir raise if the folder already exists"
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( +)(.+)")
@@ -47,9 +48,11 @@ def importtime(cmd: list[str], env: dict | None = None) -> list[tuple[float, flo
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coldstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--corpus", type=Path, default=PYDOCS,
+                        help="corpus to index and ask (default: the whole Python 3.11 docs)")
     args = parser.parse_args(argv)
-    index = ensure_pydocs_index()
-    cmd = qabot_cmd() + ["ask", QUESTION, "--corpus", str(PYDOCS), "--index", str(index), "--json"]
+    index = ensure_index(args.corpus)
+    cmd = qabot_cmd() + ["ask", QUESTION, "--corpus", str(args.corpus), "--index", str(index), "--json"]
 
     variants = {"qabot ask (default)": {}, "qabot ask, QABOT_ONNX=0 (torch)": {"QABOT_ONNX": "0"}}
     runs: dict[str, list[dict]] = {name: [] for name in variants}
@@ -70,7 +73,7 @@ def main(argv=None) -> dict:
     import sys
 
     for name, env in variants.items():
-        phases = run_child([sys.executable, "-c", PHASES, str(PYDOCS), str(index), QUESTION], env=env)
+        phases = run_child([sys.executable, "-c", PHASES, str(args.corpus), str(index), QUESTION], env=env)
         if phases["rc"] == 0:
             got = json.loads(phases["stdout"].strip().splitlines()[-1])
             print(f"\nphases ({name}): " + ", ".join(

@@ -162,15 +162,21 @@ def run_child_rss(cmd: list[str], env: dict | None = None) -> dict:
                 "rss_mb": usage.ru_maxrss / 1024}
 
 
-def ensure_pydocs_index() -> Path:
-    """The benchmark index of the whole Python docs (built once, then incremental: seconds)."""
-    if not pydocs_available():
+def ensure_index(corpus: Path | None = None) -> Path:
+    """The benchmark index of `corpus` (default: the whole Python docs, which benchmarks.pydocs
+    builds): built once, then incremental (seconds)."""
+    corpus = Path(corpus or PYDOCS)
+    if corpus == PYDOCS and not pydocs_available():
         sys.exit(f"needs the Python 3.11 docs at {PYDOCS} (apt-get install python3.11-doc)")
+    import hashlib
+
+    index = PYDOCS_INDEX if corpus == PYDOCS else \
+        BENCH_DIR / f"index-{hashlib.sha1(str(corpus.resolve()).encode()).hexdigest()[:10]}"
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    res = run_child(qabot_cmd() + ["ingest", "--corpus", str(PYDOCS), "--index", str(PYDOCS_INDEX), "--quiet"])
+    res = run_child(qabot_cmd() + ["ingest", "--corpus", str(corpus), "--index", str(index), "--quiet"])
     if res["rc"] != 0:
         sys.exit(f"ingest failed: {res['stderr'][-2000:]}")
-    return PYDOCS_INDEX
+    return index
 
 
 def gold_questions() -> list[str]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from benchmarks.common import PYDOCS, ensure_pydocs_index, gold_questions, machine, median, pct, table
+from benchmarks.common import PYDOCS, ensure_index, gold_questions, machine, median, pct, table
 
 STEPS = ("embed", "dense", "bm25", "fusion", "answer")
 
@@ -16,6 +17,8 @@ STEPS = ("embed", "dense", "bm25", "fusion", "answer")
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, default=PYDOCS,
+                        help="corpus to index and ask (default: the whole Python 3.11 docs)")
     args = parser.parse_args(argv)
     try:
         from bot.answer import QA
@@ -24,8 +27,8 @@ def main(argv=None) -> dict:
     from bot import embed
     from bot.config import Settings
 
-    index = ensure_pydocs_index()
-    settings = Settings(corpus=PYDOCS, index=index)
+    index = ensure_index(args.corpus)
+    settings = Settings(corpus=args.corpus, index=index)
     t = time.perf_counter()
     qa = QA(settings)
     qa.warm_up()

@@ -146,17 +146,56 @@ class Sentence:
     text: str
 
 
+_UNDERLINE = re.compile(r"^\s*([=\-~^\"'`*+#:.])\1{2,}\s*$")
+_NOT_PROSE_LINE = re.compile(r"^\s*(?:>>>|\.\.\.\s|\.\. |#{1,6}\s|:\w+:|\$ |[|+]-)")
+
+
+def _prose_blocks(text: str):
+    """(start, end) of runs of prose lines. Headings (a line over an underline, or Markdown #),
+    underlines, reST directives, field lists and interactive code are not answers: they end a
+    block and are left out."""
+    lines = text.split("\n")
+    starts, offset = [], 0
+    for line in lines:
+        starts.append(offset)
+        offset += len(line) + 1
+    block_start = None
+    for i, line in enumerate(lines):
+        heading = i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1]) and line.strip()
+        excluded = not line.strip() or _UNDERLINE.match(line) or _NOT_PROSE_LINE.match(line) or heading
+        if excluded:
+            if block_start is not None:
+                yield block_start, starts[i] - 1
+                block_start = None
+        elif block_start is None:
+            block_start = starts[i]
+    if block_start is not None:
+        yield block_start, len(text)
+
+
+def answer_like(sentence: str) -> bool:
+    """A sentence that can answer: not a question (FAQ headings are), mostly words, not code."""
+    if sentence.rstrip().endswith("?") or sentence.rstrip().endswith("::"):
+        return False
+    letters = sum(ch.isalpha() or ch.isspace() for ch in sentence)
+    return letters >= 0.75 * len(sentence)
+
+
 def split_sentences(hit: Hit) -> list[Sentence]:
     text = hit.chunk.text
-    out, pos = [], 0
-    for m in list(_SENTENCE_END.finditer(text)) + [None]:
-        end = m.start() if m else len(text)
-        piece = text[pos:end]
-        lead = len(piece) - len(piece.lstrip())
-        body = piece.strip()
-        if len(body) >= 12 and len(body.split()) >= 3:
-            out.append(Sentence(hit, pos + lead, pos + lead + len(body), body))
-        pos = m.end() if m else len(text)
+    out = []
+    for block_start, block_end in _prose_blocks(text):
+        block = text[block_start:block_end]
+        pos = 0
+        for m in list(_SENTENCE_END.finditer(block)) + [None]:
+            end = m.start() if m else len(block)
+            piece = block[pos:end]
+            lead = len(piece) - len(piece.lstrip())
+            body = piece.strip()
+            if len(body) >= 12 and len(body.split()) >= 3 and answer_like(body):
+                start = block_start + pos + lead
+                out.append(Sentence(hit, start, start + len(body), body))
+            pos = m.end() if m else len(block)
     return out
 
 

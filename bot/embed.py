@@ -39,8 +39,12 @@ DIM = 384
 BATCH_TOKENS = 32 * 256
 MAX_BATCH = 128
 # Inputs up to this many tokens in total go to the ONNX engine when it is there (a question is
-# ~10, the answerer's sentences ~1000); ingest groups are far larger.
+# ~10, the answerer's sentences ~500); ingest groups are far larger.
 SMALL_INPUT_TOKENS = 4096
+# Small inputs run in near-unpadded batches: the answerer's ~16 sentences of 5–100 tokens padded
+# to the longest cost 2.7x more than batches of <= 256 tokens (ONNX Runtime's per-call overhead
+# is well under a millisecond).
+SMALL_BATCH_TOKENS = 256
 ONNX_EXPORT_VERSION = "1"  # bump when the exported graph changes
 ONNX_MIN_COSINE = 0.9999  # an export that strays further from torch fp32 is not used
 
@@ -320,9 +324,9 @@ def onnx_session():
     return _session
 
 
-def _onnx_run(session, encodings) -> np.ndarray:
+def _onnx_run(session, encodings, batch_tokens: int = BATCH_TOKENS) -> np.ndarray:
     out = np.empty((len(encodings), DIM), dtype=np.float32)
-    for batch in token_batches([len(e.ids) for e in encodings]):
+    for batch in token_batches([len(e.ids) for e in encodings], batch_tokens):
         ids, mask = _padded(encodings, batch)
         out[batch] = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
     return out
@@ -387,10 +391,11 @@ class Embedder(Embeddings):
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
         encodings = load_tokenizer().encode_batch(list(texts))
-        if sum(len(e.ids) for e in encodings) <= SMALL_INPUT_TOKENS or self.precision == "fp32":
+        small = sum(len(e.ids) for e in encodings) <= SMALL_INPUT_TOKENS
+        if small or self.precision == "fp32":
             session = onnx_session()
             if session is not None:
-                return _normalise(_onnx_run(session, encodings))
+                return _normalise(_onnx_run(session, encodings, SMALL_BATCH_TOKENS if small else BATCH_TOKENS))
         self._load_torch()
         vectors = _torch_embed(encodings, self.precision, max(1, self.batch_size) * max_seq_length())
         # Re-normalise in fp32: bf16 rounding leaves norms a hair off 1.

@@ -134,12 +134,15 @@ def run_ingest(settings, paths=None, rebuild=False, quiet=False, embedder=None):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def stats(corpus, index_dir, chroma_url, as_json):
     """Show what the index holds: documents, chunks, size, embedding model."""
-    from bot.index import IndexError_, index_exists, stats as read_stats
+    from bot.index import IndexError_, VectorStore, index_exists, stats as read_stats
 
     settings = make_settings(corpus, index_dir, chroma_url)
-    if not index_exists(settings):
-        raise UserError(f"no index at {settings.index}; run `qabot ingest` first")
     try:
+        if settings.chroma_url:
+            VectorStore(settings)  # an unreachable server is the first thing to report
+        if not index_exists(settings):
+            where = settings.chroma_url or settings.index
+            raise UserError(f"no index at {where}; run `qabot ingest` first")
         info = read_stats(settings)
     except IndexError_ as exc:
         raise UserError(str(exc)) from None

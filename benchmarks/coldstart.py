@@ -21,15 +21,19 @@ IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( +)(.+)")
 PHASES = r"""
 import sys, time
 t0 = time.perf_counter()
+from pathlib import Path
 from bot.config import Settings
 from bot.answer import QA
 t1 = time.perf_counter()
-qa = QA(Settings(corpus=sys.argv[1], index=sys.argv[2]))
+qa = QA(Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2])))
 t2 = time.perf_counter()
-qa.answer(sys.argv[3])
+qa.embedder.warm_up()
 t3 = time.perf_counter()
+qa.answer(sys.argv[3])
+t4 = time.perf_counter()
 import json
-print(json.dumps({"import bot.answer": t1 - t0, "QA(settings)": t2 - t1, "first answer()": t3 - t2,
+print(json.dumps({"import bot.answer": t1 - t0, "QA(settings)": t2 - t1, "embedder warm-up": t3 - t2,
+                  "first answer()": t4 - t3,
                   "torch imported": "torch" in sys.modules, "chromadb imported": "chromadb" in sys.modules}))
 """
 
@@ -74,10 +78,12 @@ def main(argv=None) -> dict:
 
     for name, env in variants.items():
         phases = run_child([sys.executable, "-c", PHASES, str(args.corpus), str(index), QUESTION], env=env)
-        if phases["rc"] == 0:
-            got = json.loads(phases["stdout"].strip().splitlines()[-1])
-            print(f"\nphases ({name}): " + ", ".join(
-                f"{k} {v:.2f} s" if isinstance(v, float) else f"{k}: {v}" for k, v in got.items()))
+        if phases["rc"] != 0:
+            print(f"\nphases ({name}): failed: {phases['stderr'][-500:]}")
+            continue
+        got = json.loads(phases["stdout"].strip().splitlines()[-1])
+        print(f"\nphases ({name}): " + ", ".join(
+            f"{k} {v:.2f} s" if isinstance(v, float) else f"{k}: {v}" for k, v in got.items()))
 
     top = importtime(cmd)
     print("\nImport chain of `qabot ask` (python -X importtime, top-level imports, cumulative):")

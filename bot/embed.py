@@ -332,14 +332,6 @@ def _onnx_run(session, encodings, batch_tokens: int = BATCH_TOKENS) -> np.ndarra
     return out
 
 
-def _prefetch() -> None:
-    try:
-        load_tokenizer()
-        onnx_session()
-    except Exception:  # the foreground path reports problems when it gets there
-        pass
-
-
 def _ensure_onnx_export() -> None:
     """With torch loaded anyway, export the ONNX model once so later processes start fast."""
     global _session_tried
@@ -371,10 +363,6 @@ class Embedder(Embeddings):
         self.model_name = MODEL_NAME
         self._torch_ready = False
         self._lock = threading.Lock()
-        # Open the ONNX session in the background: it overlaps the index and BM25 loading that
-        # follows (cold start of `qabot ask`: -0.4 s). Joined implicitly by onnx_session()'s lock.
-        if onnx_enabled() and not _session_tried:
-            threading.Thread(target=_prefetch, name="qabot-embed-prefetch", daemon=True).start()
 
     @property
     def settings(self) -> dict:

@@ -37,6 +37,7 @@ MIN_SEMANTIC_WITH_TERMS = 0.35
 MIN_COVERAGE = 0.45
 SECOND_SENTENCE_RATIO = 0.92  # a second sentence is added when it scores this close to the best
 MAX_REDUNDANCY = 0.75  # ... and is not this similar in meaning to the first
+CONTEXT_TERM_WEIGHT = 0.3  # in a follow-up, words from the conversation count half as much as the asked ones
 PASSAGES_SCANNED = 4  # the answer is looked for in the top passages only
 
 
@@ -108,8 +109,8 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
         text = m.group(0).rstrip(" ,;")
         if kind == "who":
             words = [w for w in text.split() if w.lower().strip(".") not in _NOT_NAMES]
-            if not words or all(w.lower() in question.lower() for w in words):
-                continue
+            if not words or words[-1].lower().strip(".") in question.lower():
+                continue  # the question's own subject (by surname: "Deputy Prime Minister Borisov")
             if m.start() == 0 or sentence[m.start() - 2:m.start()].strip() in (".", ""):
                 if len(words) == 1 and words[0].lower() in _NOT_NAMES:
                     continue
@@ -125,11 +126,19 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
 _CLAUSE_BREAK = re.compile(r"[,;:()—–]|\s(?:that|and|but|which|who|while|whereas|because)\s")
 
 
-def clause_around(sentence: str, span: tuple[int, int]) -> str:
-    """The clause a span sits in: from the previous break to the next one."""
+def clause_around(sentence: str, span: tuple[int, int], min_words: int = 6) -> str:
+    """The clause a span sits in: from the previous break to the next one, widened forward
+    while it is too short to mean anything on its own ("On July 15," → "On July 15, according
+    to an order signed by …")."""
     before = [m.end() for m in _CLAUSE_BREAK.finditer(sentence, 0, span[0])]
-    after = _CLAUSE_BREAK.search(sentence, span[1])
-    return sentence[before[-1] if before else 0: after.start() if after else len(sentence)].strip()
+    start = before[-1] if before else 0
+    end = span[1]
+    while True:
+        after = _CLAUSE_BREAK.search(sentence, end)
+        end = after.start() if after else len(sentence)
+        if not after or len(sentence[start:end].split()) >= min_words:
+            return sentence[start:end].strip()
+        end = after.end()
 
 
 # --- sentences ----------------------------------------------------------------------------------
@@ -209,6 +218,7 @@ class Scored:
     coverage: float
     typed: bool
     vector: np.ndarray
+    matched: frozenset  # the question's terms this sentence contains
 
 
 class ExtractiveAnswerer:
@@ -216,30 +226,42 @@ class ExtractiveAnswerer:
         self.embedder = embedder
         self.idf = idf  # term → inverse document frequency, from the BM25 index
 
-    def score(self, question: str, query_vector: np.ndarray, hits: list[Hit]) -> list[Scored]:
+    def score(self, question: str, query_vector: np.ndarray, hits: list[Hit], asked: str | None = None) -> list[Scored]:
+        """`question` is the standalone query; `asked`, for a follow-up, what the user typed:
+        the sentence must answer what was asked, in the context the query adds."""
         sentences = [s for hit in hits[:PASSAGES_SCANNED] for s in split_sentences(hit)]
         if not sentences:
             return []
-        vectors = self.embedder.embed([s.text for s in sentences])
-        semantic = vectors @ query_vector
-        q_terms = list(dict.fromkeys(tokenize(question)))
-        weights = {t: self.idf(t) for t in q_terms}
+        follow_up = asked is not None and asked != question
+        texts = [s.text for s in sentences] + ([asked] if follow_up else [])
+        vectors = self.embedder.embed(texts)
+        if follow_up:
+            vectors, asked_vector = vectors[:-1], vectors[-1]
+            # Rank by both; whether the documents support an answer at all is judged on the better.
+            semantic = 0.5 * (vectors @ query_vector) + 0.5 * (vectors @ asked_vector)
+            support = np.maximum(vectors @ query_vector, vectors @ asked_vector)
+        else:
+            semantic = support = vectors @ query_vector
+        asked_terms = set(tokenize(asked)) if follow_up else None
+        weights = {t: self.idf(t) * (1.0 if asked_terms is None or t in asked_terms else CONTEXT_TERM_WEIGHT)
+                   for t in dict.fromkeys(tokenize(question))}
         total = sum(weights.values()) or 1.0
-        kind = question_type(question)
+        kind = question_type(asked or question)
         scored = []
-        for s, sem, vector in zip(sentences, semantic, vectors):
+        for s, sem, sup, vector in zip(sentences, semantic, support, vectors):
             s_terms = set(tokenize_document(f"{s.text}\n{s.hit.chunk.section or ''}\n{s.hit.chunk.title}"))
             coverage = sum(w for t, w in weights.items() if t in s_terms) / total
             typed = bool(span_candidates(kind, s.text, question))
             score = (W_SEMANTIC * float(sem) + W_LEXICAL * coverage + W_TYPE * typed + W_RANK / s.hit.rank)
-            scored.append(Scored(s, score, float(sem), coverage, typed, vector))
+            matched = frozenset(t for t in weights if t in s_terms)
+            scored.append(Scored(s, score, float(sup), coverage, typed, vector, matched))
         scored.sort(key=lambda x: -x.score)
         return scored
 
-    def short_answer(self, question: str, query_vector: np.ndarray, sentence: str) -> str | None:
+    def short_answer(self, question: str, query_vector: np.ndarray, sentence: str, asked: str | None = None) -> str | None:
         """The date/number/name the question asks for; among several, the one whose clause is
         closest in meaning to the question ("after 2024", not "on the 26th")."""
-        spans = span_candidates(question_type(question), sentence, question)
+        spans = span_candidates(question_type(asked or question), sentence, question)
         if not spans:
             return None
         if len(spans) > 1:
@@ -252,16 +274,18 @@ class ExtractiveAnswerer:
     def supported(best: Scored) -> bool:
         return best.semantic >= MIN_SEMANTIC or (best.semantic >= MIN_SEMANTIC_WITH_TERMS and best.coverage >= MIN_COVERAGE)
 
-    def answer(self, question: str, query_vector: np.ndarray, hits: list[Hit]) -> Answer:
-        scored = self.score(question, query_vector, hits)
+    def answer(self, question: str, query_vector: np.ndarray, hits: list[Hit], asked: str | None = None) -> Answer:
+        scored = self.score(question, query_vector, hits, asked)
         if not scored or not self.supported(scored[0]):
             return refusal(question, hits)
         chosen = [scored[0]]
         for cand in scored[1:]:
             if cand.score < SECOND_SENTENCE_RATIO * scored[0].score:
                 break
-            # A second sentence must add something: not the same text again, not a paraphrase.
+            # A second sentence must add something: more of the question's terms, and not the
+            # same text again or a paraphrase of the first.
             if self.supported(cand) and not _overlaps(cand.sentence, chosen[0].sentence) \
+                    and cand.matched - chosen[0].matched \
                     and float(cand.vector @ chosen[0].vector) < MAX_REDUNDANCY:
                 chosen.append(cand)
                 break
@@ -272,7 +296,7 @@ class ExtractiveAnswerer:
             n = _cite(citations, s, scored_sentence.score)
             parts.append(f"{_tidy(s.text)} [{n}]")
         text = " ".join(parts)
-        short = self.short_answer(question, query_vector, _tidy(chosen[0].sentence.text))
+        short = self.short_answer(question, query_vector, _tidy(chosen[0].sentence.text), asked)
         if short and short.lower() not in text[: len(short) + 2].lower():
             text = f"{short[0].upper()}{short[1:]} — {text}"
         return Answer(question=question, text=text, refused=False, citations=citations)
@@ -409,7 +433,7 @@ class QA:
             result = self.llm_answerer.answer(state["question"], [h.chunk for h in passages],
                                               [h.score for h in passages], state["history"])
         if result is None:
-            result = self.extractive.answer(state["query"], state["vector"], hits)
+            result = self.extractive.answer(state["query"], state["vector"], hits, asked=state["question"])
             result.question = state["question"]
         state["timings"]["answer"] = (time.perf_counter() - t0) * 1e3
         return result
@@ -451,6 +475,6 @@ class QA:
                 else:
                     final = item  # the verified Answer, or None: fall back
         if final is None:
-            final = self.extractive.answer(state["query"], state["vector"], hits)
+            final = self.extractive.answer(state["query"], state["vector"], hits, asked=state["question"])
             final.question = state["question"]
         yield self._finish(state, final)

@@ -45,5 +45,5 @@ def condense(question: str, history: list[Turn] | None) -> str:
         if key in STOPWORDS or key in last.question.lower() or key in {n.lower() for n in names}:
             continue
         names.append(name)
-    context = " ".join([last.question.strip()] + names[:4])
+    context = " ".join([last.question.strip()] + names[:2])
     return f"{question.strip()} ({context})"

@@ -31,8 +31,9 @@ class Settings:
     index: Path = Path("index")
     chroma_url: str | None = None  # None: embedded Chroma under `index`; else a Chroma server
     collection: str = "qabot"
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
+    # None: what the index was built with (so `ask` never re-chunks an index), else the default.
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
     precision: str = "auto"  # embedding precision: auto (bf16 where the CPU has it), bf16, fp32
     k: int = 5  # passages handed to the answerer
     llm: str | None = None  # PROVIDER:MODEL of an optional chat model
@@ -58,7 +59,7 @@ class Settings:
 
 
 def _convert(type_name: str, raw: str):
-    if type_name == "int":
+    if type_name.startswith("int"):
         return int(raw)
     if type_name == "float":
         return float(raw)

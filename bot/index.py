@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from bot.config import Settings
+from bot.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, Settings
 from bot.load import MAX_FILE_BYTES, LoadError, is_supported, load_document
 from bot.schema import Chunk
 
 UPSERT_BATCH = 512  # chunks per Chroma write; also the unit of progress and crash loss
-EMBED_GROUP = 256  # chunks embedded together (spans files, so short files still batch well)
+EMBED_GROUP = 1024  # chunks embedded together: token-length batching wastes 1.9% on padding at 1024, 6.5% at 256
 
 
 class IndexError_(Exception):
@@ -438,6 +438,18 @@ def ingest(
         if not root.exists() and not missing_ok:
             raise CorpusMissing(f"corpus path not found: {root}")
 
+    if not rebuild and not paths and _nothing_to_do(settings):
+        # Stat-only fast path: opening Chroma alone costs seconds. Interrupted runs leave rows
+        # that are not `done`, which `corpus_changed` sees, so repairs still happen.
+        manifest = open_manifest(settings)
+        try:
+            report.unchanged = sum(1 for r in manifest.files().values() if r["state"] == "done")
+            report.chunks_total = manifest.expected_chunks()
+        finally:
+            manifest.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
     with ingest_lock(settings.index, on_wait):
         if rebuild:
             _drop_index(settings)
@@ -475,7 +487,11 @@ def ingest(
 
             # Changed or new: decided by size+mtime first, content hash second. New chunking
             # settings re-chunk every file (the setting is saved only once all are done).
-            chunking = {"size": settings.chunk_size, "overlap": settings.chunk_overlap}
+            stored = manifest.get("chunking") or {}
+            chunking = {"size": settings.chunk_size or stored.get("size") or DEFAULT_CHUNK_SIZE,
+                        "overlap": settings.chunk_overlap if settings.chunk_overlap is not None
+                        else stored.get("overlap", DEFAULT_CHUNK_OVERLAP)}
+            settings = settings.with_(chunk_size=chunking["size"], chunk_overlap=chunking["overlap"])
             rechunk = manifest.get("chunking") not in (None, chunking)
             todo: list[tuple[CorpusFile, str, bool]] = []
             for f in files:
@@ -524,6 +540,43 @@ def ingest(
             manifest.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _nothing_to_do(settings: Settings) -> bool:
+    """True when a stat of the corpus shows nothing to index, on an embedded index built with
+    these chunking settings (a server's collection can lose data under us: always checked)."""
+    if settings.chroma_url or not index_exists(settings):
+        return False
+    manifest = open_manifest(settings)
+    try:
+        stored = manifest.get("chunking") or {}
+        expected = manifest.expected_chunks()
+    finally:
+        manifest.close()
+    if settings.chunk_size not in (None, stored.get("size")) or \
+            settings.chunk_overlap not in (None, stored.get("overlap")):
+        return False
+    return _stored_chunk_count(settings) == expected and not corpus_changed(settings)
+
+
+def _stored_chunk_count(settings: Settings) -> int | None:
+    """The collection's chunk count read straight from Chroma's SQLite file, without starting
+    Chroma. This leans on Chroma's private schema, so any surprise means "unknown" (None) and
+    the caller takes the slow, sure path."""
+    path = settings.index / "chroma" / "chroma.sqlite3"
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            row = db.execute(
+                "SELECT COUNT(e.id) FROM collections c JOIN segments s ON s.collection = c.id "
+                "JOIN embeddings e ON e.segment_id = s.id WHERE c.name = ? AND s.scope = 'METADATA'",
+                (settings.collection,),
+            ).fetchone()
+        finally:
+            db.close()
+        return int(row[0]) if row else None
+    except (sqlite3.Error, OSError, ValueError, TypeError):
+        return None
 
 
 def _in_scope(source: str, prefixes: list[str], whole_corpus: bool) -> bool:

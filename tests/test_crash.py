@@ -73,7 +73,11 @@ def expected_chunks(settings: Settings) -> dict[str, tuple[str, str]]:
     from bot.index import discover
     from bot.load import LoadError, load_document
 
-    splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
+    from bot.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+
+    size = settings.chunk_size or DEFAULT_CHUNK_SIZE
+    overlap = DEFAULT_CHUNK_OVERLAP if settings.chunk_overlap is None else settings.chunk_overlap
+    splitter = make_splitter(size, overlap)
     out = {}
     for f in discover([settings.corpus], settings.corpus, lambda s, r: None):
         try:

@@ -185,3 +185,30 @@ def test_interrupted_run_is_repaired(tmp_path, embedder):
     assert all(r["state"] == "done" for r in manifest.files().values())
     assert manifest.expected_chunks() == store.count()
     manifest.close()
+
+
+def test_ask_side_ingest_keeps_the_index_chunking(tmp_path, embed_calls):
+    """An index built with --chunk-size 300 is not re-chunked by a later ingest without the flag
+    (which is what `ask` runs when the corpus changed)."""
+    corpus = make_corpus(tmp_path)
+    first = summary(run(["ingest", "--corpus", str(corpus), "--chunk-size", "300"], tmp_path))
+    embed_calls.clear()
+    again = summary(run(["ingest", "--corpus", str(corpus)], tmp_path))
+    assert again["embedded"] == 0 and again["total"] == first["total"] and embed_calls == []
+    (corpus / "new.txt").write_text("Foxtrot is the sixth letter. " * 40)
+    added = summary(run(["ingest", "--corpus", str(corpus)], tmp_path))
+    assert added["added"] == 1
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
+    assert all(len(c.text) <= 300 for c in VectorStore(settings).all_chunks())
+
+
+def test_unchanged_reingest_takes_the_stat_only_path(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path)
+    run(["ingest", "--corpus", str(corpus)], tmp_path)
+
+    def no_chroma(*args, **kwargs):
+        raise AssertionError("Chroma opened for an unchanged corpus")
+
+    monkeypatch.setattr(VectorStore, "__init__", no_chroma)
+    s = summary(run(["ingest", "--corpus", str(corpus)], tmp_path))
+    assert s["unchanged"] == 3 and s["embedded"] == 0

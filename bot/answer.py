@@ -39,6 +39,8 @@ SECOND_SENTENCE_RATIO = 0.92  # a second sentence is added when it scores this c
 MAX_REDUNDANCY = 0.75  # ... and is not this similar in meaning to the first
 CONTEXT_TERM_WEIGHT = 0.3  # in a follow-up, words from the conversation count half as much as the asked ones
 PASSAGES_SCANNED = 4  # the answer is looked for in the top passages only
+SENTENCES_EMBEDDED = 10  # ... among the sentences that share most with the question (embedding
+# each costs ~10 ms on 2 cores; this halves the answer time at no loss on the gold sets)
 
 
 class QuestionError(ValueError):
@@ -218,7 +220,6 @@ class Scored:
     coverage: float
     typed: bool
     vector: np.ndarray
-    matched: frozenset  # the question's terms this sentence contains
 
 
 class ExtractiveAnswerer:
@@ -232,6 +233,7 @@ class ExtractiveAnswerer:
         sentences = [s for hit in hits[:PASSAGES_SCANNED] for s in split_sentences(hit)]
         if not sentences:
             return []
+        sentences = self._prefilter(question, asked, sentences)
         follow_up = asked is not None and asked != question
         texts = [s.text for s in sentences] + ([asked] if follow_up else [])
         vectors = self.embedder.embed(texts)
@@ -253,10 +255,22 @@ class ExtractiveAnswerer:
             coverage = sum(w for t, w in weights.items() if t in s_terms) / total
             typed = bool(span_candidates(kind, s.text, question))
             score = (W_SEMANTIC * float(sem) + W_LEXICAL * coverage + W_TYPE * typed + W_RANK / s.hit.rank)
-            matched = frozenset(t for t in weights if t in s_terms)
-            scored.append(Scored(s, score, float(sup), coverage, typed, vector, matched))
+            scored.append(Scored(s, score, float(sup), coverage, typed, vector))
         scored.sort(key=lambda x: -x.score)
         return scored
+
+    def _prefilter(self, question: str, asked: str | None, sentences: list[Sentence]) -> list[Sentence]:
+        """The sentences worth embedding: most question words (IDF-weighted), then passage rank."""
+        if len(sentences) <= SENTENCES_EMBEDDED:
+            return sentences
+        terms = {t: self.idf(t) for t in set(tokenize(question)) | set(tokenize(asked or ""))}
+
+        def lexical(s: Sentence) -> float:
+            words = set(tokenize_document(s.text))
+            return sum(w for t, w in terms.items() if t in words)
+
+        ranked = sorted(sentences, key=lambda s: (-lexical(s), s.hit.rank, s.start))
+        return ranked[:SENTENCES_EMBEDDED]
 
     def short_answer(self, question: str, query_vector: np.ndarray, sentence: str, asked: str | None = None) -> str | None:
         """The date/number/name the question asks for; among several, the one whose clause is
@@ -282,10 +296,10 @@ class ExtractiveAnswerer:
         for cand in scored[1:]:
             if cand.score < SECOND_SENTENCE_RATIO * scored[0].score:
                 break
-            # A second sentence must add something: more of the question's terms, and not the
-            # same text again or a paraphrase of the first.
+            # A second sentence must add something: not the same text again, not a paraphrase.
+            # (Requiring it to add question words as well cost 8 points of answer accuracy on
+            # the Python-docs set: the sentence after the best one often holds the answer.)
             if self.supported(cand) and not _overlaps(cand.sentence, chosen[0].sentence) \
-                    and cand.matched - chosen[0].matched \
                     and float(cand.vector @ chosen[0].vector) < MAX_REDUNDANCY:
                 chosen.append(cand)
                 break

@@ -15,10 +15,10 @@ from bot.index import ingest
 
 GOLD = Path(__file__).parent / "gold"
 ISS_THRESHOLDS = {
-    "answer_accuracy": 0.88,
-    "citation_accuracy": 0.85,
+    "answer_accuracy": 0.91,
+    "citation_accuracy": 0.88,
     "refusal_recall": 0.69,
-    "refusal_precision": 0.69,
+    "refusal_precision": 0.75,
     "recall@5": 1.0,
 }
 

@@ -443,10 +443,17 @@ def ingest(
         # that are not `done`, which `corpus_changed` sees, so repairs still happen.
         manifest = open_manifest(settings)
         try:
-            report.unchanged = sum(1 for r in manifest.files().values() if r["state"] == "done")
+            known, known_skips = manifest.files(), manifest.skipped()
+            report.unchanged = sum(1 for r in known.values() if r["state"] == "done")
             report.chunks_total = manifest.expected_chunks()
         finally:
             manifest.close()
+        # Still say what is not indexed, as the full path does, without reading those files.
+        for f in discover([settings.corpus], settings.corpus, skip):
+            if _still_bad(f, known_skips):
+                keeping = "; keeping the previously indexed version" if f.source in known else ""
+                skip(f.source, known_skips[f.source][2] + keeping)
+                report.unchanged -= 1 if keeping else 0
         report.seconds = time.perf_counter() - started
         return report
 

@@ -1,4 +1,4 @@
-# Two commands set everything up on a fresh machine (Python 3.11, 3.10 and 3.12 also work):
+# Two commands set everything up on a fresh machine (Python 3.11; PYTHON=... for another):
 #   make run    venv + install + index corpus/ + ask the sample question
 #   make test   venv + test dependencies + the whole test suite
 PYTHON ?= python3.11

@@ -38,9 +38,26 @@ def write_pdf(path: Path, pages: list[str]) -> None:
     pdf.output(str(path))
 
 
-@pytest.fixture
-def iss_corpus(tmp_path):
-    corpus = tmp_path / "corpus"
+def copy_seed_corpus(root: Path) -> Path:
+    """A corpus folder under `root` holding the shipped ISS article."""
+    corpus = root / "corpus"
     corpus.mkdir()
     (corpus / SEED.name).write_text(SEED.read_text(encoding="utf-8"), encoding="utf-8")
     return corpus
+
+
+@pytest.fixture
+def iss_corpus(tmp_path):
+    return copy_seed_corpus(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def iss_index(tmp_path_factory, embedder):
+    """Settings of the ISS corpus ingested in-process, once per test module."""
+    from bot.config import Settings
+    from bot.index import ingest
+
+    root = tmp_path_factory.mktemp("iss")
+    settings = Settings(corpus=copy_seed_corpus(root), index=root / "index")
+    ingest(settings, embedder=embedder)
+    return settings

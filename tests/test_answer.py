@@ -6,23 +6,8 @@ from click.testing import CliRunner
 
 from bot.answer import QA, QuestionError, clean_question, question_type, span_candidates
 from bot.cli import cli
-from bot.config import Settings
 from bot.followup import condense, is_follow_up
-from bot.index import ingest
 from bot.schema import REFUSAL_TEXT, Turn
-
-
-@pytest.fixture(scope="module")
-def iss_index(tmp_path_factory, embedder):
-    from conftest import SEED
-
-    root = tmp_path_factory.mktemp("iss")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    (corpus / SEED.name).write_text(SEED.read_text(encoding="utf-8"), encoding="utf-8")
-    settings = Settings(corpus=corpus, index=root / "index")
-    ingest(settings, embedder=embedder)
-    return settings
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,9 @@ from rich.console import Console
 
 from bot.answer import QA
 from bot.chat import MAX_TURNS, Chat, history_path
-from bot.config import Settings
-from bot.index import ingest
 from bot.llm import LLMAnswerer
 from bot.schema import Answer
-from conftest import REPO, SEED
+from conftest import REPO
 
 LOAD_TIMEOUT = 120  # model load on a busy machine
 ANSWER_TIMEOUT = 60
@@ -27,18 +25,6 @@ FULL_PASSAGE_ONLY = "By then, Russia will begin building its own space station" 
 # The prompt "> " as prompt_toolkit draws it: the space may be a cursor move instead.
 PROMPT = re.compile(r">(?: |\x08\x1b\[\d*C)")
 _ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][A-Z0-9]|\x1b[=>]|\r|\x07")
-
-
-@pytest.fixture(scope="module")
-def iss_index(tmp_path_factory, embedder):
-    """The ISS corpus, ingested in-process (the chat processes then find it up to date)."""
-    root = tmp_path_factory.mktemp("chat")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    (corpus / SEED.name).write_text(SEED.read_text(encoding="utf-8"), encoding="utf-8")
-    settings = Settings(corpus=corpus, index=root / "index")
-    ingest(settings, embedder=embedder)
-    return settings
 
 
 def chat_args(settings) -> list[str]:

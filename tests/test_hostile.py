@@ -190,12 +190,10 @@ def test_unreadable_folder_is_one_line(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def iss_index(tmp_path_factory):
-    from conftest import SEED
+    from conftest import copy_seed_corpus
 
     base = tmp_path_factory.mktemp("hostile-ask")
-    corpus = base / "corpus"
-    corpus.mkdir()
-    (corpus / SEED.name).write_text(SEED.read_text(encoding="utf-8"), encoding="utf-8")
+    corpus = copy_seed_corpus(base)
     result = CliRunner().invoke(cli, ["ingest", "--corpus", str(corpus), "--index", str(base / "index")])
     assert result.exit_code == 0, result.stderr
     return corpus, base / "index"

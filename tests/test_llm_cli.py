@@ -24,27 +24,12 @@ from fake_openai import FakeOpenAI  # noqa: E402
 
 from bot.answer import QA  # noqa: E402
 from bot.cli import cli  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.index import ingest  # noqa: E402
 from bot.llm import LLMAnswerer  # noqa: E402
 from bot.schema import Answer  # noqa: E402
 
 QUESTION = "When will Russia leave the ISS?"
 WITHDRAW = "Russia has decided to withdraw from the International Space Station after 2024"
 INFORM = "Russia will inform its partners of its decision one year in advance"
-
-
-@pytest.fixture(scope="module")
-def iss_index(tmp_path_factory, embedder):
-    from conftest import SEED
-
-    root = tmp_path_factory.mktemp("iss-llm")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    (corpus / SEED.name).write_text(SEED.read_text(encoding="utf-8"), encoding="utf-8")
-    settings = Settings(corpus=corpus, index=root / "index")
-    ingest(settings, embedder=embedder)
-    return settings
 
 
 @pytest.fixture(scope="module")

@@ -217,36 +217,33 @@ def ask(question, corpus, index_dir, chroma_url, k, as_json, llm):
         except QuestionError as exc:
             raise UserError(str(exc)) from None
     qa = open_qa(settings, quiet=as_json)
-    questions = (line.rstrip("\n") for line in sys.stdin) if question == "-" else [question]
-    if as_json:
-        for q in questions:
-            if question == "-" and not q.strip():
-                continue
-            try:
-                answer = qa.answer(q)
-            except QuestionError as exc:
-                click.echo(json.dumps({"question": q, "error": str(exc)}, ensure_ascii=False))
-                continue
-            click.echo(json.dumps(answer_json(answer), ensure_ascii=False))
-            sys.stdout.flush()
-        return
-    from rich.console import Console
+    piped = question == "-"
+    questions = (line.rstrip("\n") for line in sys.stdin) if piped else [question]
+    if not as_json:
+        from rich.console import Console
 
-    from bot.terminal import print_answer
+        from bot.terminal import print_answer
 
-    console = Console(highlight=False)
+        console = Console(highlight=False)
     for q in questions:
-        if question == "-" and not q.strip():
+        if piped and not q.strip():
             continue
         try:
             answer = qa.answer(q)
         except QuestionError as exc:
-            console.print(f"[red]{exc}[/]")
+            if as_json:
+                click.echo(json.dumps({"question": q, "error": str(exc)}, ensure_ascii=False))
+            else:
+                console.print(f"[red]{exc}[/]")
             continue
-        if question == "-":
+        if as_json:
+            click.echo(json.dumps(answer_json(answer), ensure_ascii=False))
+            sys.stdout.flush()  # one line per question as it is answered, for scripts
+            continue
+        if piped:
             console.print(f"[bold]Q:[/] {q}")
         print_answer(console, answer)
-        if question == "-":
+        if piped:
             console.print()
 
 

@@ -6,7 +6,6 @@ functions; the fake rejects anything real Discord would reject (limits, late or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import os
 import re
@@ -26,6 +25,7 @@ from bot.discord_bot.ratelimit import RateLimiter, parse_rate_limit
 from bot.feedback import FeedbackStore
 from bot.schema import REFUSAL_TEXT, Answer, Citation, Turn
 sys.path.insert(0, str(Path(__file__).parent))
+from discord_harness import bot_on_fake_discord  # noqa: E402
 from fake_discord import APP_ID, BOT_ROLE_ID, CHANNEL_ID, OTHER_CHANNEL_ID, ROLE_ID, TOKEN, FakeDiscord  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,26 +72,9 @@ class Answerer:
         return self.make(question)
 
 
-@contextlib.asynccontextmanager
-async def running(answer_fn=None, reindex_fn=None, **config):
+def running(answer_fn=None, reindex_fn=None, **config):
     """The fake Discord and the bot logged in to it; on exit, nothing may have been rejected."""
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    async with FakeDiscord() as fake:
-        config.setdefault("feedback_db", Path(os.environ["QABOT_TEST_TMP"]) / "feedback.sqlite3")
-        cfg = DiscordConfig(api_base=fake.api_base, gateway_url=fake.gateway_url, guild_ready_timeout=0.05, **config)
-        apply_endpoints(cfg)
-        bot = QABot(answer_fn or Answerer(), reindex_fn or (lambda: "3 files indexed"), cfg)
-        task = asyncio.create_task(bot.start(TOKEN))
-        try:
-            await fake.wait_for(lambda: bot.is_ready() or task.done(), 5, "the bot to be ready")
-            if task.done():
-                task.result()
-            yield fake, bot
-        finally:
-            await bot.close()
-            await asyncio.wait_for(task, 5)
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
-        assert fake.rejected == [], f"the fake Discord rejected requests: {fake.rejected}"
+    return bot_on_fake_discord(answer_fn or Answerer(), reindex_fn or (lambda: "3 files indexed"), **config)
 
 
 @pytest.fixture(autouse=True)

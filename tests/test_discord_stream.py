@@ -8,26 +8,24 @@ replaces it with the verified answer, rendered exactly like a non-streamed one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 
 import aiohttp
-import discord
 import pytest
 
 from bot.discord_bot.ask_cog import ERROR_TEXT
-from bot.discord_bot.client import DiscordConfig, QABot, UserFacingError, apply_endpoints
+from bot.discord_bot.client import UserFacingError
 from bot.discord_bot.render import render_answer
 from bot.discord_bot.stream import EDIT_INTERVAL, LiveMessage, preview
 from bot.feedback import FeedbackStore
 from bot.schema import Answer, Citation, Turn
 
 sys.path.insert(0, str(Path(__file__).parent))
+from discord_harness import bot_on_fake_discord  # noqa: E402
 from fake_discord import APP_ID, BOT_ID, CHANNEL_ID, TOKEN, FakeDiscord  # noqa: E402
 
 NO_PINGS = {"parse": []}
@@ -93,27 +91,11 @@ def no_answer_fn(question, history):
     raise AssertionError("answer_fn must not be called when the bot streams")
 
 
-@contextlib.asynccontextmanager
-async def running(stream_fn, answer_fn=no_answer_fn, **config):
+def running(stream_fn, answer_fn=no_answer_fn, **config):
     """The fake Discord (edits faster than 1.2 s refused) and the bot with `stream_fn`; on exit,
     nothing may have been rejected."""
-    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    async with FakeDiscord(edit_interval=EDIT_INTERVAL) as fake:
-        config.setdefault("feedback_db", Path(os.environ["QABOT_TEST_TMP"]) / "feedback.sqlite3")
-        cfg = DiscordConfig(api_base=fake.api_base, gateway_url=fake.gateway_url, guild_ready_timeout=0.05, **config)
-        apply_endpoints(cfg)
-        bot = QABot(answer_fn, lambda: "reindexed", cfg, stream_fn=stream_fn)
-        task = asyncio.create_task(bot.start(TOKEN))
-        try:
-            await fake.wait_for(lambda: bot.is_ready() or task.done(), 5, "the bot to be ready")
-            if task.done():
-                task.result()
-            yield fake, bot
-        finally:
-            await bot.close()
-            await asyncio.wait_for(task, 5)
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
-        assert fake.rejected == [], f"the fake Discord rejected requests: {fake.rejected}"
+    return bot_on_fake_discord(answer_fn, lambda: "reindexed", stream_fn=stream_fn,
+                               fake_options={"edit_interval": EDIT_INTERVAL}, **config)
 
 
 @pytest.fixture(autouse=True)

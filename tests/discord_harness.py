@@ -1,0 +1,35 @@
+"""The bot logged in to the fake Discord, shared by the Discord test modules."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+import discord
+
+from bot.discord_bot.client import DiscordConfig, QABot, apply_endpoints
+from fake_discord import TOKEN, FakeDiscord
+
+
+@contextlib.asynccontextmanager
+async def bot_on_fake_discord(answer_fn, reindex_fn, *, stream_fn=None, fake_options=None, **config):
+    """The fake Discord and the unmodified bot logged in to it; on exit, nothing may have been
+    rejected. `config` goes to DiscordConfig (feedback_db defaults to $QABOT_TEST_TMP)."""
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    async with FakeDiscord(**(fake_options or {})) as fake:
+        config.setdefault("feedback_db", Path(os.environ["QABOT_TEST_TMP"]) / "feedback.sqlite3")
+        cfg = DiscordConfig(api_base=fake.api_base, gateway_url=fake.gateway_url, guild_ready_timeout=0.05, **config)
+        apply_endpoints(cfg)
+        bot = QABot(answer_fn, reindex_fn, cfg, stream_fn=stream_fn)
+        task = asyncio.create_task(bot.start(TOKEN))
+        try:
+            await fake.wait_for(lambda: bot.is_ready() or task.done(), 5, "the bot to be ready")
+            if task.done():
+                task.result()
+            yield fake, bot
+        finally:
+            await bot.close()
+            await asyncio.wait_for(task, 5)
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+        assert fake.rejected == [], f"the fake Discord rejected requests: {fake.rejected}"

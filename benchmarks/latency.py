@@ -48,6 +48,7 @@ def main(argv=None) -> dict:
                 if s in answer.timings_ms:
                     steps[s].append(answer.timings_ms[s])
     engine = "ONNX fp32" if embed.onnx_session() is not None else f"torch {qa.embedder.precision}"
+    engine += f"; answer sentences: {'int8 ONNX' if embed.int8_session() is not None else engine}"
     print(f"Warm answers: {len(questions)} gold questions x {args.passes} passes over {index} "
           f"(query embedding: {engine}; {machine()})")
     rows = [[s, median(v), pct(v, 95), max(v)] for s, v in steps.items() if v]

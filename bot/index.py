@@ -233,12 +233,10 @@ class VectorStore:
         return out
 
     def query(self, vector, k: int) -> list[tuple[Chunk, float]]:
-        """Top-k chunks by cosine similarity (1 - Chroma's cosine distance)."""
-        n = min(k, self.count())
-        if n == 0:
-            return []
+        """Top-k chunks by cosine similarity (1 - Chroma's cosine distance). Chroma returns
+        fewer when the collection holds fewer (no count() first: that was 2 ms a question)."""
         with self._server_call():
-            got = self.collection.query(query_embeddings=[vector], n_results=n,
+            got = self.collection.query(query_embeddings=[vector], n_results=k,
                                         include=["metadatas", "documents", "distances"])
         return [
             (chunk_from_record(i, d, m), 1.0 - dist)

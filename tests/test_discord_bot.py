@@ -229,6 +229,42 @@ def test_quick_follow_ups_are_answered_in_order():
     run(body())
 
 
+def test_conversation_history_survives_a_restart():
+    """A follow-up after the bot restarted still comes with the earlier Q/A (stored on disk)."""
+    first, second = Answerer(), Answerer()
+
+    async def before():
+        async with running(first) as (fake, bot):
+            await fake.message("When will Russia leave?", dm=True, channel_id=555, user_id=77)
+            await fake.wait_for(lambda: fake.sent_in(555), 5, "the DM answer")
+
+    async def after():
+        async with running(second) as (fake, bot):  # a new process: nothing in memory
+            assert bot.get_cog("AskCog").conversations == {}
+            await fake.message("Why?", dm=True, channel_id=555, user_id=77)
+            await fake.wait_for(lambda: fake.sent_in(555), 5, "the answer after the restart")
+            await fake.message("Who decided?", dm=True, channel_id=999, user_id=78)  # another conversation
+            await fake.wait_for(lambda: fake.sent_in(999), 5, "the other DM's answer")
+
+    run(before())
+    run(after())
+    assert second.calls == [("Why?", [Turn("When will Russia leave?", short_answer("").text)]),
+                            ("Who decided?", [])]
+
+
+def test_conversation_store_keeps_the_last_turns_and_forgets_old_conversations(tmp_path):
+    from bot.discord_bot.conversations import ConversationStore
+
+    store = ConversationStore(tmp_path / "c.sqlite3", keep=2)
+    assert store.turns(1) == []
+    for i in range(4):
+        store.add(1, Turn(f"q{i}", f"a{i}"))
+    store.add(2, Turn("other", "x"))
+    assert ConversationStore(tmp_path / "c.sqlite3", keep=2).turns(1) == [Turn("q2", "a2"), Turn("q3", "a3")]
+    # Opened again with a 0-day age limit: everything is old and goes.
+    assert ConversationStore(tmp_path / "c.sqlite3", max_age_days=0).turns(2) == []
+
+
 def test_direct_messages_answered_unless_disabled():
     async def body(answer_dms: bool) -> Answerer:
         answerer = Answerer()

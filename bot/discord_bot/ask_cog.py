@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.client import QABot, UserFacingError
+from bot.discord_bot.conversations import ConversationStore
 from bot.discord_bot.ratelimit import RateLimiter
 from bot.discord_bot.render import clip, plain, render_answer
 from bot.discord_bot.stream import LiveMessage
@@ -81,8 +82,11 @@ class AskCog(commands.Cog):
         self.config = bot.config
         self.limiter = RateLimiter(*bot.config.rate_limit)
         self.feedback = FeedbackStore(bot.config.feedback_db)
-        # Threads the bot opened (and DM channels) → their earlier Q/A, oldest first.
+        # Threads the bot opened (and DM channels) → their earlier Q/A, oldest first; also on disk,
+        # next to the votes, so follow-ups still work after a restart.
         self.conversations: OrderedDict[int, list[Turn]] = OrderedDict()
+        self.history_store = ConversationStore(bot.config.feedback_db.with_name("conversations.sqlite3"),
+                                               keep=bot.config.history_turns)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- the shared path: question → answer_fn (or stream_fn) in a worker thread → rendered messages
@@ -209,6 +213,8 @@ class AskCog(commands.Cog):
         if lock is None:  # kept alive by the coroutines using it, then dropped from the weak mapping
             lock = self._locks[channel.id] = asyncio.Lock()
         async with lock:  # answer a conversation's messages in order, each seeing the previous turns
+            if track and channel.id not in self.conversations:
+                await self._restore(channel.id)
             history = self.conversations.get(channel.id, []) if track else []
             history = history[-self.config.history_turns:] if self.config.history_turns else []
             reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to else None
@@ -221,7 +227,22 @@ class AskCog(commands.Cog):
                 return
             await self.send_answer(channel.send, answer, reference, live)
             if track:
-                self._remember(channel.id, Turn(question=question, answer=answer.text))
+                turn = Turn(question=question, answer=answer.text)
+                self._remember(channel.id, turn)
+                try:
+                    await asyncio.to_thread(self.history_store.add, channel.id, turn)
+                except Exception:  # the answer is out; losing its history on a restart is the lesser harm
+                    log.exception("could not store the conversation turn")
+
+    async def _restore(self, conversation_id: int) -> None:
+        """A conversation from before a restart: its stored turns, if any."""
+        try:
+            turns = await asyncio.to_thread(self.history_store.turns, conversation_id)
+        except Exception:
+            log.exception("could not read the stored conversation")
+            return
+        if turns:
+            self.conversations[conversation_id] = turns[-max(self.config.history_turns, 1):]
 
     def _mentions_me(self, message: discord.Message) -> bool:
         me = self.bot.user

@@ -1,18 +1,22 @@
 """Local SQLite store of 👍/👎 votes on answers, for later review and evaluation.
 
-One row per (ref, user): voting again on the same answer replaces the earlier vote.
+One row per (ref, user): voting again on the same answer replaces the earlier vote. The answers
+shown with vote buttons are kept too (for `ANSWER_DAYS`), so a button still works after the bot
+restarts: it carries only the answer's id.
 """
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 DEFAULT_PATH = Path("index") / "feedback.sqlite3"
 VOTES = ("up", "down")
+ANSWER_DAYS = 90  # how long an answer's vote buttons keep working
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS votes (
@@ -27,6 +31,15 @@ CREATE TABLE IF NOT EXISTS votes (
     answerer TEXT,
     ref TEXT,
     UNIQUE (ref, user_id)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    answer_id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    refused INTEGER NOT NULL DEFAULT 0,
+    answerer TEXT
 )
 """
 
@@ -58,12 +71,44 @@ class FeedbackStore:
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else default_path()
+        self._pruned = False
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=10)
-        conn.execute(_SCHEMA)
+        conn.executescript(_SCHEMA)
+        if not self._pruned:
+            self._pruned = True
+            with conn:
+                conn.execute("DELETE FROM answers WHERE created_at < ?", (time.time() - ANSWER_DAYS * 86400,))
         return conn
+
+    def save_answer(self, answer_id: str, *, question: str, answer: str, sources: list[dict],
+                    refused: bool = False, answerer: str | None = None) -> None:
+        """Keep an answer shown with vote buttons, for votes cast on it later."""
+        conn = self._connect()
+        try:
+            with conn:
+                conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (answer_id, time.time(), question, answer, json.dumps(sources, ensure_ascii=False),
+                              int(refused), answerer))
+        finally:
+            conn.close()
+
+    def saved_answer(self, answer_id: str) -> dict | None:
+        """What `save_answer` kept (keyword arguments for `record`), or None if unknown or expired."""
+        if not self.path.exists():
+            return None
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT question, answer, sources, refused, answerer FROM answers WHERE answer_id = ?",
+                               (answer_id,)).fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            return None
+        return {"question": row[0], "answer": row[1], "sources": json.loads(row[2]), "refused": bool(row[3]),
+                "answerer": row[4]}
 
     def record(
         self,

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -510,6 +511,39 @@ def test_vote_is_recorded(tmp_path):
             assert [v.vote for v in FeedbackStore(db).list()] == ["down"]
 
     run(body())
+
+
+def test_votes_still_count_after_a_restart(tmp_path):
+    """The buttons carry only the answer's id; the answer is read from the store on a click."""
+    db = tmp_path / "votes.sqlite3"
+    shown = {}
+
+    async def before():
+        async with running(feedback_db=db) as (fake, bot):
+            token = await fake.slash("ask", {"question": "When will Russia leave?"})
+            await fake.wait_for(lambda: followups(fake, token), 5, "the answer")
+            shown["message"] = followups(fake, token)[-1].message
+
+    async def after():
+        async with running(feedback_db=db) as (fake, bot):  # a new process: no views in memory
+            message = shown["message"]
+            up, down = (b["custom_id"] for b in message["components"][0]["components"])
+            click = await fake.click(message, down, user_id=7)
+            await fake.wait_for(lambda: fake.sent_for(click), 5, "the acknowledgement")
+            assert "noted" in fake.sent_for(click)[0].payload["content"]
+            # Once the stored answer has expired, a click says so instead of failing.
+            with sqlite3.connect(db) as conn:
+                conn.execute("DELETE FROM answers")
+            gone = await fake.click(message, up, user_id=7)
+            await fake.wait_for(lambda: fake.sent_for(gone), 5, "the refusal")
+            assert "too old" in fake.sent_for(gone)[0].payload["content"]
+
+    run(before())
+    run(after())
+    (vote,) = FeedbackStore(db).list()
+    assert (vote.user_id, vote.vote, vote.question, vote.answer) == ("7", "down", "When will Russia leave?",
+                                                                    short_answer("").text)
+    assert [s["n"] for s in vote.sources] == [1, 2]
 
 
 def test_reindex_runs_in_a_thread_and_replies_ephemerally():

@@ -78,3 +78,20 @@ def test_feedback_command(tmp_path):
     result = runner.invoke(feedback_command, ["--db", str(db), "--export", str(out)])
     assert result.exit_code == 0 and result.output.strip() == f"Exported 2 votes to {out}"
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_answers_shown_for_votes_are_kept_then_expire(tmp_path, monkeypatch):
+    from bot import feedback
+
+    store = FeedbackStore(tmp_path / "f.sqlite3")
+    assert store.saved_answer("a" * 32) is None
+    store.save_answer("a" * 32, question="q?", answer="A [1].", sources=[{"n": 1, "source": "x.txt"}],
+                      refused=False, answerer="extractive")
+    saved = FeedbackStore(tmp_path / "f.sqlite3").saved_answer("a" * 32)
+    assert saved == {"question": "q?", "answer": "A [1].", "sources": [{"n": 1, "source": "x.txt"}],
+                     "refused": False, "answerer": "extractive"}
+    store.record(**saved, user_id=5, vote="up", ref="discord:1")
+    assert [(v.question, v.vote) for v in store.list()] == [("q?", "up")]
+    monkeypatch.setattr(feedback, "ANSWER_DAYS", 0)  # a store opened later, when the answer is old
+    assert FeedbackStore(tmp_path / "f.sqlite3").saved_answer("a" * 32) is None
+    assert len(store.list()) == 1  # votes are never expired

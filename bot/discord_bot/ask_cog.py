@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import uuid
 import weakref
 from collections import OrderedDict
 from typing import Awaitable, Callable
@@ -36,44 +37,48 @@ def slow_down_text(wait: float) -> str:
     return f"You're asking questions a little fast — please wait {max(1, round(wait))} s and try again."
 
 
-class FeedbackView(discord.ui.View):
-    """👍/👎 under an answer; a click is stored with the question, answer and sources."""
+def answer_sources(answer: Answer) -> list[dict]:
+    return [{"n": c.n, "source": c.source, "title": c.title, "section": c.section, "page": c.page}
+            for c in answer.citations]
 
-    def __init__(self, answer: Answer, store: FeedbackStore, timeout: float):
-        super().__init__(timeout=timeout)
-        self.answer = answer
-        self.store = store
 
-    @discord.ui.button(emoji="👍", style=discord.ButtonStyle.secondary)
-    async def vote_up(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._vote(interaction, "up")
+class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"qabot:vote:(?P<vote>up|down):(?P<answer_id>[0-9a-f]{32})"):
+    """👍 or 👎 under an answer. The button carries only the answer's id: the answer itself is in
+    the feedback store, so a click works whether or not the bot restarted since it was shown."""
 
-    @discord.ui.button(emoji="👎", style=discord.ButtonStyle.secondary)
-    async def vote_down(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._vote(interaction, "down")
+    store: FeedbackStore | None = None  # set by AskCog (one store per bot)
 
-    async def _vote(self, interaction: discord.Interaction, vote: str) -> None:
-        a = self.answer
-        sources = [
-            {"n": c.n, "source": c.source, "title": c.title, "section": c.section, "page": c.page}
-            for c in a.citations
-        ]
+    def __init__(self, vote: str, answer_id: str) -> None:
+        super().__init__(discord.ui.Button(
+            emoji="👍" if vote == "up" else "👎", style=discord.ButtonStyle.secondary,
+            custom_id=f"qabot:vote:{vote}:{answer_id}"))
+        self.vote, self.answer_id = vote, answer_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match):
+        return cls(match["vote"], match["answer_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
         ref = f"discord:{interaction.message.id}" if interaction.message else None
         try:
-            await asyncio.to_thread(
-                self.store.record, question=a.question, answer=a.text, sources=sources,
-                user_id=interaction.user.id, vote=vote, refused=a.refused, answerer=a.answerer, ref=ref,
-            )
+            saved = await asyncio.to_thread(self.store.saved_answer, self.answer_id)
+            if saved is not None:
+                await asyncio.to_thread(self.store.record, **saved, user_id=interaction.user.id,
+                                        vote=self.vote, ref=ref)
         except Exception:
             log.exception("could not record feedback")
-            await interaction.response.send_message(
-                "Sorry, I couldn't save your feedback.", ephemeral=True, allowed_mentions=NO_MENTIONS
-            )
-            return
-        await interaction.response.send_message(
-            "Thanks for the feedback!" if vote == "up" else "Thanks — noted, this answer wasn't helpful.",
-            ephemeral=True, allowed_mentions=NO_MENTIONS,
-        )
+            saved, text = None, "Sorry, I couldn't save your feedback."
+        else:
+            text = "This answer is too old to vote on." if saved is None else \
+                "Thanks for the feedback!" if self.vote == "up" else "Thanks — noted, this answer wasn't helpful."
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+def vote_view(answer_id: str, timeout: float) -> discord.ui.View:
+    view = discord.ui.View(timeout=timeout)
+    view.add_item(VoteButton("up", answer_id))
+    view.add_item(VoteButton("down", answer_id))
+    return view
 
 
 class AskCog(commands.Cog):
@@ -82,6 +87,8 @@ class AskCog(commands.Cog):
         self.config = bot.config
         self.limiter = RateLimiter(*bot.config.rate_limit)
         self.feedback = FeedbackStore(bot.config.feedback_db)
+        VoteButton.store = self.feedback
+        bot.add_dynamic_items(VoteButton)  # clicks on buttons of answers shown before a restart
         # Threads the bot opened (and DM channels) → their earlier Q/A, oldest first; also on disk,
         # next to the votes, so follow-ups still work after a restart.
         self.conversations: OrderedDict[int, list[Turn]] = OrderedDict()
@@ -111,13 +118,20 @@ class AskCog(commands.Cog):
         """Send `answer` as one or more messages; the first replies to `reference` (or replaces the
         streamed text of `live`), the last has the votes."""
         messages = render_answer(answer)
+        answer_id = uuid.uuid4().hex
+        try:
+            await asyncio.to_thread(self.feedback.save_answer, answer_id, question=answer.question, answer=answer.text,
+                                    sources=answer_sources(answer), refused=answer.refused, answerer=answer.answerer)
+        except Exception:  # no buttons then, rather than buttons that cannot record
+            log.exception("could not store the answer for votes")
+            answer_id = None
         for i, message in enumerate(messages):
             kwargs = dict(every)
             if i == 0 and reference is not None:
                 kwargs["reference"] = reference
             view = None
-            if i == len(messages) - 1:
-                view = kwargs["view"] = FeedbackView(answer, self.feedback, self.config.vote_timeout)
+            if i == len(messages) - 1 and answer_id is not None:
+                view = kwargs["view"] = vote_view(answer_id, self.config.vote_timeout)
             if i == 0 and live is not None and await live.finish(
                 content=None, embeds=message.embeds, allowed_mentions=NO_MENTIONS, **({"view": view} if view else {})
             ):

@@ -60,7 +60,8 @@ class DiscordConfig:
     history_turns: int = 6  # earlier Q/A of a thread passed along with a follow-up
     sync_commands: bool = True
     guild_ready_timeout: float = 2.0
-    vote_timeout: float = 24 * 3600.0  # how long 👍/👎 buttons keep working
+    vote_timeout: float = 24 * 3600.0  # how long an answer's 👍/👎 view stays in memory (clicks after that,
+    # or after a restart, are still recorded: the answer is in the feedback store for 90 days)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "DiscordConfig":

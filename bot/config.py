@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 # Chunking defaults, measured on the gold sets (README "Answer quality"): on the Python-docs set
@@ -16,6 +16,7 @@ ENV_NAMES = {
     "corpus": "QABOT_CORPUS",
     "index": "QABOT_INDEX",
     "chroma_url": "QABOT_CHROMA_URL",
+    "chroma_token": "QABOT_CHROMA_TOKEN",
     "collection": "QABOT_COLLECTION",
     "chunk_size": "QABOT_CHUNK_SIZE",
     "chunk_overlap": "QABOT_CHUNK_OVERLAP",
@@ -31,6 +32,7 @@ class Settings:
     corpus: Path = Path("corpus")
     index: Path = Path("index")
     chroma_url: str | None = None  # None: embedded Chroma under `index`; else a Chroma server
+    chroma_token: str | None = field(default=None, repr=False)  # sent as "Authorization: Bearer …"
     collection: str = "qabot"
     # None: what the index was built with (so `ask` never re-chunks an index), else the default.
     chunk_size: int | None = None

@@ -156,9 +156,13 @@ class VectorStore:
                 self.client = chromadb.HttpClient(
                     host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000),
                     ssl=url.scheme == "https", settings=chroma_settings,
+                    headers={"Authorization": f"Bearer {settings.chroma_token}"} if settings.chroma_token else None,
                 )
                 self.client.heartbeat()
             except Exception as exc:
+                if _is_auth_error(exc):
+                    raise IndexError_(f"the Chroma server at {settings.chroma_url} refused the request "
+                                      f"({_one_line(exc)}); set QABOT_CHROMA_TOKEN to its token") from None
                 raise IndexError_(f"cannot reach the Chroma server at {settings.chroma_url} ({_one_line(exc)})") from None
         else:
             self.client = chromadb.PersistentClient(path=str(settings.index / "chroma"), settings=chroma_settings)
@@ -189,6 +193,9 @@ class VectorStore:
             if self.url and _is_connection_error(exc):
                 raise IndexError_(f"lost the connection to the Chroma server at {self.url} "
                                   f"({_one_line(exc)}); run the command again once it is back") from None
+            if self.url and _is_auth_error(exc):
+                raise IndexError_(f"the Chroma server at {self.url} refused the request ({_one_line(exc)}); "
+                                  "set QABOT_CHROMA_TOKEN to its token") from None
             raise
 
     def count(self) -> int:
@@ -253,6 +260,15 @@ def _is_connection_error(exc: BaseException) -> bool:
     except ImportError:
         pass
     return isinstance(exc, ConnectionError)
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    from chromadb import errors
+
+    if isinstance(exc, (errors.AuthorizationError, errors.ChromaAuthError)):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("401", "403", "unauthorized", "forbidden"))
 
 
 def _one_line(exc: BaseException) -> str:

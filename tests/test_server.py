@@ -198,3 +198,75 @@ def test_server_going_away_mid_run_is_a_one_line_error(server, tmp_path, iss_cor
     server.start()  # same data path: the half-done run is repaired
     ingest(settings, embedder=embedder)
     check_index(settings)
+
+
+class TokenProxy:
+    """A reverse proxy on loopback that lets a request through to the Chroma server only with
+    `Authorization: Bearer <token>` (as a proxy or Chroma's own token auth would)."""
+
+    def __init__(self, upstream: str, token: str) -> None:
+        self.upstream, self.token, self.port = upstream, token, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.refused = 0
+
+    async def _handle(self, request):
+        from aiohttp import ClientSession, web
+
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self.refused += 1
+            return web.json_response({"error": "Unauthorized", "message": "missing or bad token"}, status=401)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "authorization")}
+        async with ClientSession() as session:
+            async with session.request(request.method, self.upstream + request.path_qs, headers=headers,
+                                       data=await request.read()) as resp:
+                body = await resp.read()
+                return web.Response(status=resp.status, body=body, content_type=resp.content_type)
+
+    def __enter__(self) -> "TokenProxy":
+        import asyncio
+        import threading
+
+        from aiohttp import web
+
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        async def serve():
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self.runner = web.AppRunner(app)
+            await self.runner.setup()
+            await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+            started.set()
+
+        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(serve()), self.loop.run_forever()),
+                                       daemon=True)
+        self.thread.start()
+        assert started.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_server_behind_a_token(server, iss_corpus, tmp_path, monkeypatch):
+    with TokenProxy(server.url, "s3cret") as proxy:
+        index = tmp_path / "index"
+        # Without the token: one line that says what to set, no traceback.
+        refused = run(["ingest", "--corpus", str(iss_corpus), "--chroma-url", proxy.url], index)
+        assert refused.exit_code != 0 and proxy.refused
+        assert "QABOT_CHROMA_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+
+        monkeypatch.setenv("QABOT_CHROMA_TOKEN", "s3cret")
+        ok = run(["ingest", "--corpus", str(iss_corpus), "--chroma-url", proxy.url], index)
+        assert ok.exit_code == 0, ok.stderr
+        assert summary(ok)["total"] > 0
+        answer = run(["ask", "--json", "--corpus", str(iss_corpus), "--chroma-url", proxy.url,
+                      "when will Russia leave the ISS?"], index)
+        assert answer.exit_code == 0 and "2024" in json.loads(answer.stdout)["answer"]
+        assert "s3cret" not in ok.stderr + answer.stderr + answer.stdout

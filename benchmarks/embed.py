@@ -130,7 +130,7 @@ def main(argv=None) -> dict:
          median(q_ours), pct(q_ours, 95)],
     ]))
 
-    agreement = ranking_agreement(vectors[ours_name], ours.precision)
+    agreement = ranking_agreement(vectors[ours_name], ours)
     if agreement is not None:
         print(f"\nquestions embedded in fp32 (ONNX) vs {ours.ingest_engine}, against the {ours.precision} "
               f"chunk vectors: same top hit for {agreement[0]}/{agreement[2]} questions, top-10 overlap "
@@ -151,7 +151,7 @@ def main(argv=None) -> dict:
     return summary
 
 
-def ranking_agreement(doc_vectors: np.ndarray, precision: str):
+def ranking_agreement(doc_vectors: np.ndarray, embedder):
     """Does embedding the question on the fp32 ONNX engine (as `qabot ask` does) rank the chunks
     as the index's own engine and precision would?"""
     from benchmarks.common import gold_questions
@@ -163,9 +163,7 @@ def ranking_agreement(doc_vectors: np.ndarray, precision: str):
     questions = gold_questions() + QUESTIONS
     encodings = embed.load_tokenizer().encode_batch(questions)
     fast = embed._normalise(embed._onnx_run(session, encodings))
-    compiled = embed.openvino_model(precision)  # the index's own engine and precision
-    same = embed._normalise(embed._openvino_run(compiled, encodings) if compiled is not None
-                            else embed._torch_embed(encodings, precision))
+    same = embed._normalise(embedder._ingest_runner()[1](encodings))  # the index's own engine and precision
     top = lambda q: [list(np.argsort(-(doc_vectors @ v))[:10]) for v in q]  # noqa: E731
     pairs = list(zip(top(fast), top(same)))
     top1 = sum(a[0] == b[0] for a, b in pairs)

@@ -225,9 +225,14 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "qabot"
 
 
+def _switched_on(name: str) -> bool:
+    """An on/off environment switch that defaults to on."""
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def onnx_enabled() -> bool:
     """QABOT_ONNX=0 keeps everything on torch (for comparisons, or if ONNX Runtime misbehaves)."""
-    return os.environ.get("QABOT_ONNX", "1").strip().lower() not in ("0", "false", "no", "off")
+    return _switched_on("QABOT_ONNX")
 
 
 def onnx_model_file() -> Path:
@@ -295,11 +300,16 @@ _PROBE_TEXTS = ["When will Russia leave the International Space Station?",
                 "The quick brown fox jumps over the lazy dog. " * 30]
 
 
-def _onnx_agrees_with_torch(path: Path) -> bool:
+def _agree_on_probes(reference, candidate, min_cosine: float) -> bool:
+    """Whether two engines (each: encodings → vectors) give vectors this close on the probe texts."""
     encodings = load_tokenizer().encode_batch(_PROBE_TEXTS)
-    expected = _normalise(_torch_embed(encodings, "fp32"))
-    got = _normalise(_onnx_run(_new_session(path), encodings))
-    return float((expected * got).sum(axis=1).min()) >= ONNX_MIN_COSINE
+    expected, got = _normalise(reference(encodings)), _normalise(candidate(encodings))
+    return float((expected * got).sum(axis=1).min()) >= min_cosine
+
+
+def _onnx_agrees_with_torch(path: Path) -> bool:
+    session = _new_session(path)
+    return _agree_on_probes(lambda e: _torch_embed(e, "fp32"), lambda e: _onnx_run(session, e), ONNX_MIN_COSINE)
 
 
 def _new_session(path: Path):
@@ -362,7 +372,7 @@ def _ensure_onnx_export() -> None:
 
 def int8_enabled() -> bool:
     """QABOT_INT8=0 ranks the answerer's sentences with fp32 vectors instead (for comparisons)."""
-    return onnx_enabled() and os.environ.get("QABOT_INT8", "1").strip().lower() not in ("0", "false", "no", "off")
+    return onnx_enabled() and _switched_on("QABOT_INT8")
 
 
 def int8_model_file() -> Path:
@@ -388,10 +398,8 @@ def quantize_onnx() -> Path | None:
             quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
         finally:
             logging.disable(logging.NOTSET)
-        encodings = load_tokenizer().encode_batch(_PROBE_TEXTS)
-        expected = _normalise(_onnx_run(_new_session(source), encodings))
-        got = _normalise(_onnx_run(_new_session(tmp), encodings))
-        if float((expected * got).sum(axis=1).min()) < INT8_MIN_COSINE:
+        fp32, int8 = _new_session(source), _new_session(tmp)
+        if not _agree_on_probes(lambda e: _onnx_run(fp32, e), lambda e: _onnx_run(int8, e), INT8_MIN_COSINE):
             log.warning("int8 model strays from fp32; ranking sentences in fp32")
             tmp.unlink(missing_ok=True)
             return None
@@ -429,8 +437,7 @@ def int8_session():
 
 def openvino_enabled() -> bool:
     """QABOT_OPENVINO=0 embeds ingest on torch instead (for comparisons)."""
-    return onnx_enabled() and \
-        os.environ.get("QABOT_OPENVINO", "1").strip().lower() not in ("0", "false", "no", "off")
+    return onnx_enabled() and _switched_on("QABOT_OPENVINO")
 
 
 _openvino_lock = threading.Lock()
@@ -465,10 +472,8 @@ def _compile_openvino(precision: str):
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "PERFORMANCE_HINT": "LATENCY",
         })
-        encodings = load_tokenizer().encode_batch(_PROBE_TEXTS)
-        expected = _normalise(_onnx_run(session, encodings))
-        got = _normalise(_openvino_run(compiled, encodings))
-        if float((expected * got).sum(axis=1).min()) < OPENVINO_MIN_COSINE:
+        if not _agree_on_probes(lambda e: _onnx_run(session, e), lambda e: _openvino_run(compiled, e),
+                                OPENVINO_MIN_COSINE):
             log.warning("OpenVINO %s disagrees with fp32 ONNX Runtime; embedding on torch", precision)
             return None
         return compiled
@@ -523,14 +528,25 @@ class Embedder(Embeddings):
             self._load_torch()
         int8_session()
 
+    def _ingest_runner(self):
+        """(name, encodings → vectors) of the engine for large inputs in the index's precision:
+        OpenVINO, else ONNX Runtime for fp32, else torch (loaded on first use)."""
+        compiled = openvino_model(self.precision)
+        if compiled is not None:
+            return f"OpenVINO {self.precision}", lambda encodings: _openvino_run(compiled, encodings)
+        session = onnx_session() if self.precision == "fp32" else None
+        if session is not None:
+            return "ONNX Runtime fp32", lambda encodings: _onnx_run(session, encodings)
+        return f"torch {self.precision}", self._torch_run
+
+    def _torch_run(self, encodings) -> np.ndarray:
+        self._load_torch()
+        return _torch_embed(encodings, self.precision, max(1, self.batch_size) * max_seq_length())
+
     @property
     def ingest_engine(self) -> str:
         """Which engine embeds large inputs (loads it): for reports and benchmarks."""
-        if openvino_model(self.precision) is not None:
-            return f"OpenVINO {self.precision}"
-        if self.precision == "fp32" and onnx_session() is not None:
-            return "ONNX Runtime fp32"
-        return f"torch {self.precision}"
+        return self._ingest_runner()[0]
 
     def _load_torch(self) -> None:
         if self._torch_ready:
@@ -548,20 +564,12 @@ class Embedder(Embeddings):
             return np.zeros((0, DIM), dtype=np.float32)
         encodings = load_tokenizer().encode_batch(list(texts))
         small = sum(len(e.ids) for e in encodings) <= SMALL_INPUT_TOKENS
-        if small:
-            session = onnx_session()
-            if session is not None:
-                return _normalise(_onnx_run(session, encodings, SMALL_BATCH_TOKENS))
-        else:
-            compiled = openvino_model(self.precision)
-            if compiled is not None:
-                return _normalise(_openvino_run(compiled, encodings))
-            if self.precision == "fp32" and onnx_session() is not None:
-                return _normalise(_onnx_run(onnx_session(), encodings))
-        self._load_torch()
-        vectors = _torch_embed(encodings, self.precision, max(1, self.batch_size) * max_seq_length())
+        session = onnx_session() if small else None
+        if session is not None:
+            return _normalise(_onnx_run(session, encodings, SMALL_BATCH_TOKENS))
+        run = self._torch_run if small else self._ingest_runner()[1]  # small: no ONNX export yet
         # Re-normalise in fp32: bf16 rounding leaves norms a hair off 1.
-        return _normalise(vectors)
+        return _normalise(run(encodings))
 
     def embed_for_ranking(self, texts: list[str]) -> np.ndarray:
         """Vectors for ranking a few sentences against a question at answer time: int8 where

@@ -217,7 +217,7 @@ class AskCog(commands.Cog):
             log.warning("could not open a thread in channel %s (%s); answering in the channel", channel.id, e)
             await self._converse(channel, question, message, track=False)
             return
-        self._remember(thread.id, None)
+        self._remember(thread.id)
         await self._converse(thread, question, None, track=True)
 
     async def _converse(
@@ -256,7 +256,7 @@ class AskCog(commands.Cog):
             log.exception("could not read the stored conversation")
             return
         if turns:
-            self.conversations[conversation_id] = turns[-max(self.config.history_turns, 1):]
+            self._remember(conversation_id, *turns)
 
     def _mentions_me(self, message: discord.Message) -> bool:
         me = self.bot.user
@@ -277,11 +277,11 @@ class AskCog(commands.Cog):
         log.error("answering %r failed", question, exc_info=error)
         return ERROR_TEXT
 
-    def _remember(self, conversation_id: int, turn: Turn | None) -> None:
+    def _remember(self, conversation_id: int, *new_turns: Turn) -> None:
+        """Mark the conversation as the bot's and most recently used, with `new_turns` appended."""
         turns = self.conversations.pop(conversation_id, [])
-        if turn is not None:
-            turns.append(turn)
-            del turns[: -max(self.config.history_turns, 1)]
+        turns.extend(new_turns)
+        del turns[: -max(self.config.history_turns, 1)]
         self.conversations[conversation_id] = turns
         while len(self.conversations) > MAX_CONVERSATIONS:
             self.conversations.popitem(last=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -161,8 +162,7 @@ class VectorStore:
                 self.client.heartbeat()
             except Exception as exc:
                 if _is_auth_error(exc):
-                    raise IndexError_(f"the Chroma server at {settings.chroma_url} refused the request "
-                                      f"({_one_line(exc)}); set QABOT_CHROMA_TOKEN to its token") from None
+                    raise _refused(settings.chroma_url, exc) from None
                 raise IndexError_(f"cannot reach the Chroma server at {settings.chroma_url} ({_one_line(exc)})") from None
         else:
             self.client = chromadb.PersistentClient(path=str(settings.index / "chroma"), settings=chroma_settings)
@@ -194,8 +194,7 @@ class VectorStore:
                 raise IndexError_(f"lost the connection to the Chroma server at {self.url} "
                                   f"({_one_line(exc)}); run the command again once it is back") from None
             if self.url and _is_auth_error(exc):
-                raise IndexError_(f"the Chroma server at {self.url} refused the request ({_one_line(exc)}); "
-                                  "set QABOT_CHROMA_TOKEN to its token") from None
+                raise _refused(self.url, exc) from None
             raise
 
     def count(self) -> int:
@@ -267,8 +266,13 @@ def _is_auth_error(exc: BaseException) -> bool:
 
     if isinstance(exc, (errors.AuthorizationError, errors.ChromaAuthError)):
         return True
-    text = str(exc).lower()
-    return any(s in text for s in ("401", "403", "unauthorized", "forbidden"))
+    # A proxy's refusal reaches us as a generic error carrying its status or reason.
+    return re.search(r"\b(401|403|unauthorized|forbidden)\b", str(exc), re.IGNORECASE) is not None
+
+
+def _refused(url: str, exc: BaseException) -> IndexError_:
+    return IndexError_(f"the Chroma server at {url} refused the request ({_one_line(exc)}); "
+                       "set QABOT_CHROMA_TOKEN to its token")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bot.sqlite_store import SQLiteStore
+
 DEFAULT_PATH = Path("index") / "feedback.sqlite3"
 VOTES = ("up", "down")
 ANSWER_DAYS = 90  # how long an answer's vote buttons keep working
@@ -66,45 +68,31 @@ def default_path() -> Path:
     return Path(os.environ.get("QABOT_FEEDBACK_DB") or DEFAULT_PATH)
 
 
-class FeedbackStore:
-    """Open per call, so it can be used from worker threads without sharing a connection."""
+class FeedbackStore(SQLiteStore):
+    SCHEMA = _SCHEMA
 
     def __init__(self, path: str | os.PathLike | None = None):
-        self.path = Path(path) if path else default_path()
-        self._pruned = False
+        super().__init__(path if path else default_path())
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.executescript(_SCHEMA)
-        if not self._pruned:
-            self._pruned = True
-            with conn:
-                conn.execute("DELETE FROM answers WHERE created_at < ?", (time.time() - ANSWER_DAYS * 86400,))
-        return conn
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM answers WHERE created_at < ?", (time.time() - ANSWER_DAYS * 86400,))
 
     def save_answer(self, answer_id: str, *, question: str, answer: str, sources: list[dict],
                     refused: bool = False, answerer: str | None = None) -> None:
         """Keep an answer shown with vote buttons, for votes cast on it later."""
-        conn = self._connect()
-        try:
+        with self._open() as conn:
             with conn:
                 conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (answer_id, time.time(), question, answer, json.dumps(sources, ensure_ascii=False),
                               int(refused), answerer))
-        finally:
-            conn.close()
 
     def saved_answer(self, answer_id: str) -> dict | None:
         """What `save_answer` kept (keyword arguments for `record`), or None if unknown or expired."""
         if not self.path.exists():
             return None
-        conn = self._connect()
-        try:
+        with self._open() as conn:
             row = conn.execute("SELECT question, answer, sources, refused, answerer FROM answers WHERE answer_id = ?",
                                (answer_id,)).fetchone()
-        finally:
-            conn.close()
         if row is None:
             return None
         return {"question": row[0], "answer": row[1], "sources": json.loads(row[2]), "refused": bool(row[3]),
@@ -128,8 +116,7 @@ class FeedbackStore:
         when = (created_at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
         row = (when, str(user_id), vote, question, answer, json.dumps(sources, ensure_ascii=False),
                int(refused), answerer, ref)
-        conn = self._connect()
-        try:
+        with self._open() as conn:
             with conn:
                 conn.execute(
                     "INSERT INTO votes (created_at, user_id, vote, question, answer, sources, refused, answerer, ref)"
@@ -137,21 +124,16 @@ class FeedbackStore:
                     " ON CONFLICT (ref, user_id) DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
                     row,
                 )
-        finally:
-            conn.close()
 
     def list(self, limit: int | None = None) -> list[Vote]:
         """Votes, oldest first (the newest `limit` ones if given)."""
         if not self.path.exists():
             return []
-        conn = self._connect()
-        try:
+        with self._open() as conn:
             sql = "SELECT id, created_at, user_id, vote, question, answer, sources, refused, answerer, ref FROM votes"
             if limit is not None:
                 sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)})"
             rows = conn.execute(sql + " ORDER BY id").fetchall()
-        finally:
-            conn.close()
         return [
             Vote(id=r[0], created_at=r[1], user_id=r[2], vote=r[3], question=r[4], answer=r[5],
                  sources=json.loads(r[6]), refused=bool(r[7]), answerer=r[8], ref=r[9])

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 from bot.schema import Turn
+from bot.sqlite_store import SQLiteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -24,29 +24,20 @@ CREATE TABLE IF NOT EXISTS turns (
 """
 
 
-class ConversationStore:
-    """Open per call, so worker threads never share a connection."""
+class ConversationStore(SQLiteStore):
+    SCHEMA = _SCHEMA
 
     def __init__(self, path: str | os.PathLike, keep: int = 6, max_age_days: float = 30) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.keep = max(1, keep)
         self.max_age_s = max_age_days * 86400
-        self._pruned = False
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.execute(_SCHEMA)
-        if not self._pruned:
-            self._pruned = True
-            with conn:
-                conn.execute("DELETE FROM turns WHERE conversation_id IN (SELECT conversation_id FROM turns"
-                             " GROUP BY conversation_id HAVING max(at) < ?)", (time.time() - self.max_age_s,))
-        return conn
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM turns WHERE conversation_id IN (SELECT conversation_id FROM turns"
+                     " GROUP BY conversation_id HAVING max(at) < ?)", (time.time() - self.max_age_s,))
 
     def add(self, conversation_id: int, turn: Turn) -> None:
-        conn = self._connect()
-        try:
+        with self._open() as conn:
             with conn:
                 seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM turns WHERE conversation_id = ?",
                                    (conversation_id,)).fetchone()[0]
@@ -54,17 +45,12 @@ class ConversationStore:
                              (conversation_id, seq, time.time(), turn.question, turn.answer))
                 conn.execute("DELETE FROM turns WHERE conversation_id = ? AND seq <= ?",
                              (conversation_id, seq - self.keep))
-        finally:
-            conn.close()
 
     def turns(self, conversation_id: int) -> list[Turn]:
         """The stored turns, oldest first ([] for an unknown conversation)."""
         if not self.path.exists():
             return []
-        conn = self._connect()
-        try:
+        with self._open() as conn:
             rows = conn.execute("SELECT question, answer FROM turns WHERE conversation_id = ? ORDER BY seq",
                                 (conversation_id,)).fetchall()
-        finally:
-            conn.close()
         return [Turn(question=q, answer=a) for q, a in rows]

@@ -9,6 +9,7 @@ from pathlib import Path
 import discord
 
 from bot.discord_bot.client import DiscordConfig, QABot, apply_endpoints
+from bot.schema import Citation
 from fake_discord import TOKEN, FakeDiscord
 
 
@@ -33,3 +34,11 @@ async def bot_on_fake_discord(answer_fn, reindex_fn, *, stream_fn=None, fake_opt
             await asyncio.wait_for(task, 5)
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
         assert fake.rejected == [], f"the fake Discord rejected requests: {fake.rejected}"
+
+
+def citation(n: int, quote: str = "Russia will leave the station after 2024.", **kw) -> Citation:
+    """A citation for the fake answers of the Discord tests; `kw` overrides any field."""
+    fields = dict(source="iss.txt", title=f"ISS article {n}", section="Withdrawal", page=None, quote=quote,
+                  start=0, end=len(quote), score=0.9)
+    fields.update(kw)
+    return Citation(n=n, **fields)

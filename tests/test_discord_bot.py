@@ -24,9 +24,9 @@ from bot.discord_bot.ask_cog import ERROR_TEXT
 from bot.discord_bot.client import DiscordConfig, QABot, UserFacingError, apply_endpoints
 from bot.discord_bot.ratelimit import RateLimiter, parse_rate_limit
 from bot.feedback import FeedbackStore
-from bot.schema import REFUSAL_TEXT, Answer, Citation, Turn
+from bot.schema import REFUSAL_TEXT, Answer, Turn
 sys.path.insert(0, str(Path(__file__).parent))
-from discord_harness import bot_on_fake_discord  # noqa: E402
+from discord_harness import bot_on_fake_discord, citation  # noqa: E402
 from fake_discord import APP_ID, BOT_ROLE_ID, CHANNEL_ID, OTHER_CHANNEL_ID, ROLE_ID, TOKEN, FakeDiscord  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,13 +34,6 @@ NO_PINGS = {"parse": []}
 
 
 # --- fake answer functions ------------------------------------------------------------------
-
-
-def citation(n: int, quote: str = "Russia will leave the station after 2024.", **kw) -> Citation:
-    fields = dict(source="iss.txt", title=f"ISS article {n}", section="Withdrawal", page=None, quote=quote,
-                  start=0, end=len(quote), score=0.9)
-    fields.update(kw)
-    return Citation(n=n, **fields)
 
 
 def short_answer(question: str) -> Answer:

@@ -22,21 +22,14 @@ from bot.discord_bot.client import UserFacingError
 from bot.discord_bot.render import render_answer
 from bot.discord_bot.stream import EDIT_INTERVAL, LiveMessage, preview
 from bot.feedback import FeedbackStore
-from bot.schema import Answer, Citation, Turn
+from bot.schema import Answer, Turn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from discord_harness import bot_on_fake_discord  # noqa: E402
+from discord_harness import bot_on_fake_discord, citation  # noqa: E402
 from fake_discord import APP_ID, BOT_ID, CHANNEL_ID, TOKEN, FakeDiscord  # noqa: E402
 
 NO_PINGS = {"parse": []}
 TOLERANCE = 0.02  # seconds of timer jitter allowed when checking the edit interval
-
-
-def citation(n: int, quote: str = "Russia will leave the station after 2024.", **kw) -> Citation:
-    fields = dict(source="iss.txt", title=f"ISS article {n}", section="Withdrawal", page=None, quote=quote,
-                  start=0, end=len(quote), score=0.9)
-    fields.update(kw)
-    return Citation(n=n, **fields)
 
 
 def llm_answer(question: str) -> Answer:

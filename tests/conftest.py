@@ -27,6 +27,26 @@ def embedder():
     return emb
 
 
+@pytest.fixture(scope="module")
+def openai_server():
+    """The fake OpenAI-compatible server (tests/fake_openai.py) on loopback, one per test module."""
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_env(openai_server, monkeypatch):
+    """OPENAI_BASE_URL/OPENAI_API_KEY point the real langchain-openai client at the fake; its
+    request log starts empty."""
+    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "dummy")
+    openai_server.requests.clear()
+    return openai_server
+
+
 def write_pdf(path: Path, pages: list[str]) -> None:
     from fpdf import FPDF
 

@@ -32,21 +32,6 @@ WITHDRAW = "Russia has decided to withdraw from the International Space Station 
 INFORM = "Russia will inform its partners of its decision one year in advance"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with FakeOpenAI() as s:
-        yield s
-
-
-@pytest.fixture
-def openai_env(server, monkeypatch):
-    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "dummy")
-    server.requests.clear()
-    return server
-
-
 def ask_json(iss_index, question: str = QUESTION) -> dict:
     result = CliRunner().invoke(
         cli, ["ask", question, "--llm", "openai:test-model", "--json",

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 
-from benchmarks.common import PYDOCS, ensure_index, machine, median, qabot_cmd, run_child, run_child_rss, table
+from benchmarks.common import add_corpus_argument, ensure_index, machine, median, qabot_cmd, run_child, run_child_rss, table
 
 QUESTION = "what does Path.mkdir raise if the folder already exists"
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( +)(.+)")
@@ -52,8 +51,7 @@ def importtime(cmd: list[str], env: dict | None = None) -> list[tuple[float, flo
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coldstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--corpus", type=Path, default=PYDOCS,
-                        help="corpus to index and ask (default: the whole Python 3.11 docs)")
+    add_corpus_argument(parser)
     args = parser.parse_args(argv)
     index = ensure_index(args.corpus)
     cmd = qabot_cmd() + ["ask", QUESTION, "--corpus", str(args.corpus), "--index", str(index), "--json"]

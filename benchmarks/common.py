@@ -162,6 +162,12 @@ def run_child_rss(cmd: list[str], env: dict | None = None) -> dict:
                 "rss_mb": usage.ru_maxrss / 1024}
 
 
+def add_corpus_argument(parser) -> None:
+    """--corpus, for the benchmarks that ask questions of an index (latency, coldstart)."""
+    parser.add_argument("--corpus", type=Path, default=PYDOCS,
+                        help="corpus to index and ask (default: the whole Python 3.11 docs)")
+
+
 def ensure_index(corpus: Path | None = None) -> Path:
     """The benchmark index of `corpus` (default: the whole Python docs, which benchmarks.pydocs
     builds): built once, then incremental (seconds)."""

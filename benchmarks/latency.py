@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from benchmarks.common import PYDOCS, ensure_index, gold_questions, machine, median, pct, table
+from benchmarks.common import add_corpus_argument, ensure_index, gold_questions, machine, median, pct, table
 
 STEPS = ("embed", "dense", "bm25", "fusion", "answer")
 
@@ -17,8 +16,7 @@ STEPS = ("embed", "dense", "bm25", "fusion", "answer")
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--corpus", type=Path, default=PYDOCS,
-                        help="corpus to index and ask (default: the whole Python 3.11 docs)")
+    add_corpus_argument(parser)
     args = parser.parse_args(argv)
     try:
         from bot.answer import QA

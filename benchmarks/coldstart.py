@@ -22,7 +22,7 @@ import sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 from bot.config import Settings
-from bot.answer import QA
+from bot.qa.pipeline import QA
 t1 = time.perf_counter()
 qa = QA(Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2])))
 t2 = time.perf_counter()

@@ -20,9 +20,9 @@ def pydocs_available() -> bool:
 def pydocs_chunks(limit: int = 800, subdir: str = "library") -> list[str]:
     """Chunk texts made by our own loader and chunker from the Python docs, in corpus order,
     taking files until `limit` chunks (deterministic)."""
-    from bot.chunk import chunk_document, make_splitter
+    from bot.ingest.chunk import chunk_document, make_splitter
     from bot.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
-    from bot.load import LoadError, is_supported, load_document
+    from bot.ingest.load import LoadError, is_supported, load_document
 
     if not pydocs_available():
         sys.exit(f"needs the Python 3.11 docs at {PYDOCS} (apt-get install python3.11-doc)")

@@ -19,7 +19,7 @@ def main(argv=None) -> dict:
     add_corpus_argument(parser)
     args = parser.parse_args(argv)
     try:
-        from bot.answer import QA
+        from bot.qa.pipeline import QA
     except ImportError:
         raise SystemExit("bot.answer is not there yet: nothing to measure") from None
     from bot import embed

@@ -1,9 +1,15 @@
-"""All settings in one place: defaults, then environment variables, then command-line flags."""
+"""All settings in one place: defaults, then environment variables (and a `.env` file), then
+command-line flags. This is the only module that reads QABOT_* variables; everything else is
+handed the values. A value that cannot be used is a `SettingError` naming the variable.
+"""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from bot.errors import SettingError
 
 # Chunking defaults, measured on the gold sets (README "Answer quality"): on the Python-docs set
 # 1000/150 beat 500/80, 800/120 and 1200/180 on recall@5, MRR and answer accuracy, and on the ISS
@@ -43,14 +49,15 @@ class Settings:
     llm_timeout: float = 60.0  # seconds before an LLM answer is abandoned for the extractive one
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
         """Defaults < environment < explicit overrides (flags); None overrides are ignored."""
+        env = os.environ if env is None else env
         values: dict = {}
         types = {f.name: f.type for f in fields(cls)}
-        for name, env in ENV_NAMES.items():
-            raw = os.environ.get(env)
+        for name, variable in ENV_NAMES.items():
+            raw = env.get(variable)
             if raw:
-                values[name] = _convert(types[name], raw)
+                values[name] = _convert(types[name], raw, variable)
         values.update({k: v for k, v in overrides.items() if v is not None})
         for name in ("corpus", "index"):
             if name in values:
@@ -61,9 +68,136 @@ class Settings:
         return replace(self, **changes)
 
 
-def _convert(type_name: str, raw: str):
-    if type_name.startswith("int"):
-        return int(raw)
-    if type_name == "float":
-        return float(raw)
+def _convert(type_name: str, raw: str, variable: str):
+    try:
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingError(f"{variable} must be a number, got {raw!r}") from None
     return raw
+
+
+# --- on/off switches ----------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def flag(value: str | None, default: bool, name: str) -> bool:
+    """An on/off setting: 1/true/yes/on or 0/false/no/off; unset or empty is `default`."""
+    if value is None or value.strip() == "":
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise SettingError(f"{name} must be 1/0 (true/false), got {value!r}")
+
+
+def switch(name: str, default: bool = True, env: Mapping[str, str] | None = None) -> bool:
+    """The on/off environment variable `name`."""
+    return flag((os.environ if env is None else env).get(name), default, name)
+
+
+# --- where files go -----------------------------------------------------------------------------
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where derived model files go: $QABOT_CACHE, else $XDG_CACHE_HOME/qabot, else ~/.cache/qabot."""
+    env = os.environ if env is None else env
+    if env.get("QABOT_CACHE"):
+        return Path(env["QABOT_CACHE"])
+    xdg = env.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "qabot"
+
+
+def history_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where chat's prompt history is kept: $QABOT_HISTORY_FILE, else the user state directory."""
+    env = os.environ if env is None else env
+    if env.get("QABOT_HISTORY_FILE"):
+        return Path(env["QABOT_HISTORY_FILE"]).expanduser()
+    state = env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "qabot" / "history"
+
+
+DEFAULT_FEEDBACK_DB = Path("index") / "feedback.sqlite3"
+
+
+def feedback_db_path(env: Mapping[str, str] | None = None) -> Path:
+    """`QABOT_FEEDBACK_DB` if set, else index/feedback.sqlite3 (relative to the working directory)."""
+    env = os.environ if env is None else env
+    return Path(env.get("QABOT_FEEDBACK_DB") or DEFAULT_FEEDBACK_DB)
+
+
+def load_dotenv(path: Path) -> None:
+    """Load KEY=VALUE lines from `path` into the environment, without overriding what is set."""
+    if path.is_file():
+        import dotenv  # python-dotenv; only the Discord bot reads a .env file
+
+        dotenv.load_dotenv(path, override=False)
+
+
+# --- the Discord bot ----------------------------------------------------------------------------
+
+def parse_rate_limit(spec: str) -> tuple[int, float]:
+    """Parse "5/60" (5 calls per 60 seconds). "0" or "" disables the limit (returns (0, 0))."""
+    spec = spec.strip()
+    if spec in ("", "0", "off", "none"):
+        return 0, 0.0
+    calls, sep, seconds = spec.partition("/")
+    try:
+        max_calls, per = int(calls), float(seconds) if sep else 60.0
+    except ValueError:
+        raise SettingError(f"invalid rate limit {spec!r}: expected CALLS/SECONDS, e.g. 5/60") from None
+    if max_calls < 0 or per <= 0:
+        raise SettingError(f"invalid rate limit {spec!r}: expected CALLS/SECONDS, e.g. 5/60")
+    return max_calls, per
+
+
+def _ids(value: str, name: str) -> frozenset[int]:
+    try:
+        return frozenset(int(x) for x in value.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise SettingError(f"{name} must be comma-separated numeric ids, got {value!r}") from None
+
+
+@dataclass
+class DiscordConfig:
+    """Everything the Discord front end can be configured with; `from_env` is the one place it is read."""
+
+    allowed_guilds: frozenset[int] = frozenset()  # empty: every guild
+    allowed_channels: frozenset[int] = frozenset()  # empty: every channel (threads count as their parent)
+    answer_dms: bool = True
+    rate_limit: tuple[int, float] = (5, 60.0)  # questions per seconds, per user; (0, 0) disables
+    feedback_db: Path = field(default_factory=lambda: DEFAULT_FEEDBACK_DB)
+    api_base: str | None = None  # e.g. http://127.0.0.1:8080/api/v10; None: real Discord
+    gateway_url: str | None = None  # e.g. ws://127.0.0.1:8080/; None: real Discord
+    message_content: bool = True  # privileged intent: needed to answer thread follow-ups without a mention
+    history_turns: int = 6  # earlier Q/A of a thread passed along with a follow-up
+    sync_commands: bool = True
+    guild_ready_timeout: float = 2.0
+    vote_timeout: float = 24 * 3600.0  # how long an answer's 👍/👎 view stays in memory (clicks after that,
+    # or after a restart, are still recorded: the answer is in the feedback store for 90 days)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "DiscordConfig":
+        env = os.environ if env is None else env
+        return cls(
+            allowed_guilds=_ids(env.get("QABOT_ALLOWED_GUILDS", ""), "QABOT_ALLOWED_GUILDS"),
+            allowed_channels=_ids(env.get("QABOT_ALLOWED_CHANNELS", ""), "QABOT_ALLOWED_CHANNELS"),
+            answer_dms=flag(env.get("QABOT_DISCORD_DMS"), True, "QABOT_DISCORD_DMS"),
+            rate_limit=parse_rate_limit(env.get("QABOT_RATE_LIMIT", "5/60")),
+            feedback_db=feedback_db_path(env),
+            api_base=env.get("DISCORD_API_BASE") or None,
+            gateway_url=env.get("DISCORD_GATEWAY_URL") or None,
+            message_content=flag(env.get("QABOT_DISCORD_MESSAGE_CONTENT"), True, "QABOT_DISCORD_MESSAGE_CONTENT"),
+        )
+
+    def allows(self, guild_id: int | None, channel_id: int | None, parent_id: int | None = None) -> bool:
+        """Whether the bot may answer here. DMs (no guild) depend on `answer_dms` only."""
+        if guild_id is None:
+            return self.answer_dms
+        if self.allowed_guilds and guild_id not in self.allowed_guilds:
+            return False
+        return not self.allowed_channels or bool({channel_id, parent_id} & self.allowed_channels)

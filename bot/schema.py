@@ -4,7 +4,7 @@ Every front end (CLI, chat, Discord, eval) consumes `Answer`; nothing else cross
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,17 @@ class Chunk:
     page: int | None = None  # 1-based page, where the format has pages
     start: int = 0  # character offsets of `text` in the extracted document text
     end: int = 0
+
+
+@dataclass
+class Hit:
+    """A chunk found by retrieval, with its scores."""
+
+    chunk: Chunk
+    score: float  # fused RRF score
+    dense: float | None = None  # cosine similarity, when dense search found it
+    bm25: float | None = None
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,14 @@ class Citation:
     span_end: int | None = None
 
 
+def citation_for(chunk: Chunk, n: int, score: float, span_start: int | None = None,
+                 span_end: int | None = None) -> Citation:
+    """The citation of `chunk` as source number `n`; the one place a Citation is built."""
+    return Citation(n=n, source=chunk.source, title=chunk.title, section=chunk.section, page=chunk.page,
+                    quote=chunk.text, start=chunk.start, end=chunk.end, score=round(float(score), 4),
+                    span_start=span_start, span_end=span_end)
+
+
 @dataclass
 class Answer:
     question: str
@@ -56,11 +75,9 @@ class Answer:
     answerer: str = "extractive"  # "extractive" or "llm:<provider:model>"
     standalone_question: str | None = None  # the follow-up after condensing, if it changed
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The passages retrieved for it, best first (what `eval` scores retrieval on).
+    retrieved: list[Hit] = field(default_factory=list, repr=False)
 
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["citations"] = [asdict(c) for c in self.citations]
-        return data
 
 
 REFUSAL_TEXT = "I couldn't find this in the documents."

@@ -75,7 +75,7 @@ def iss_corpus(tmp_path):
 def iss_index(tmp_path_factory, embedder):
     """Settings of the ISS corpus ingested in-process, once per test module."""
     from bot.config import Settings
-    from bot.index import ingest
+    from bot.ingest.pipeline import ingest
 
     root = tmp_path_factory.mktemp("iss")
     settings = Settings(corpus=copy_seed_corpus(root), index=root / "index")

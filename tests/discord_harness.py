@@ -8,7 +8,8 @@ from pathlib import Path
 
 import discord
 
-from bot.discord_bot.client import DiscordConfig, QABot, apply_endpoints
+from bot.config import DiscordConfig
+from bot.discord_bot.client import QABot, apply_endpoints
 from bot.schema import Citation
 from fake_discord import TOKEN, FakeDiscord
 

@@ -4,9 +4,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bot.answer import QA, QuestionError, clean_question, question_type, span_candidates
-from bot.cli import cli
-from bot.followup import condense, is_follow_up
+from bot.errors import QuestionError
+from bot.qa.pipeline import QA
+from bot.qa.question import clean_question, question_type, span_candidates
+from bot.cli.main import cli
+from bot.qa.condense import condense, is_follow_up
 from bot.schema import REFUSAL_TEXT, Turn
 
 
@@ -57,7 +59,7 @@ def test_out_of_corpus_questions_are_refused_with_closest_passages(qa, question)
 
 
 def test_citation_offsets_point_into_the_document(qa, iss_index):
-    from bot.load import load_document
+    from bot.ingest.load import load_document
 
     doc = load_document(iss_index.corpus / "russia-iss-withdrawal.txt", "russia-iss-withdrawal.txt")
     for c in qa.answer("how much was invested in the space station?").citations:

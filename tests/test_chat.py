@@ -13,9 +13,10 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from rich.console import Console
 
-from bot.answer import QA
-from bot.chat import MAX_TURNS, Chat, history_path
-from bot.llm import LLMAnswerer
+from bot.qa.pipeline import QA
+from bot.cli.chat import MAX_TURNS, Chat
+from bot.config import history_path
+from bot.qa.llm.answerer import LLMAnswerer
 from bot.schema import Answer
 from conftest import REPO
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bot.config import Settings
-from bot.index import VectorStore, ingest
+from bot.ingest.pipeline import ingest
+from bot.store.chroma import VectorStore
 from test_crash import check_index, start_ingest, subprocess_env, wait_for, write_corpus
 
 pytestmark = pytest.mark.slow  # each test starts ingest subprocesses that load the model
@@ -52,7 +53,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 from bot.config import Settings
-from bot.index import VectorStore
+from bot.store.chroma import VectorStore
 settings = Settings(corpus=Path(sys.argv[1]), index=Path(sys.argv[2]))
 stop = Path(sys.argv[3])
 originals = set(json.loads(sys.argv[5]))

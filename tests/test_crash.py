@@ -26,7 +26,9 @@ import numpy as np
 import pytest
 
 from bot.config import Settings
-from bot.index import Manifest, VectorStore, ingest, open_manifest
+from bot.ingest.manifest import Manifest, open_manifest
+from bot.ingest.pipeline import ingest
+from bot.store.chroma import VectorStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,9 +71,9 @@ def write_corpus(corpus: Path, n_files: int, paragraphs: int = 6, seed: int = 1)
 
 def expected_chunks(settings: Settings) -> dict[str, tuple[str, str]]:
     """id -> (source, text) that a clean ingest of the corpus produces (chunking is deterministic)."""
-    from bot.chunk import chunk_document, make_splitter
-    from bot.index import discover
-    from bot.load import LoadError, load_document
+    from bot.ingest.chunk import chunk_document, make_splitter
+    from bot.ingest.discover import discover
+    from bot.ingest.load import LoadError, load_document
 
     from bot.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
 

@@ -6,7 +6,6 @@ functions; the fake rejects anything real Discord would reject (limits, late or 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import re
 import signal
@@ -20,10 +19,13 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.discord_bot.ask_cog import ERROR_TEXT
-from bot.discord_bot.client import DiscordConfig, QABot, UserFacingError, apply_endpoints
-from bot.discord_bot.ratelimit import RateLimiter, parse_rate_limit
-from bot.feedback import FeedbackStore
+from bot.discord_bot.cogs.ask import ERROR_TEXT
+from bot.config import DiscordConfig
+from bot.discord_bot.client import QABot, apply_endpoints
+from bot.errors import QuestionError as UserFacingError
+from bot.config import parse_rate_limit
+from bot.discord_bot.ratelimit import RateLimiter
+from bot.feedback.votes import FeedbackStore
 from bot.schema import REFUSAL_TEXT, Answer, Turn
 sys.path.insert(0, str(Path(__file__).parent))
 from discord_harness import bot_on_fake_discord, citation  # noqa: E402
@@ -247,7 +249,7 @@ def test_conversation_history_survives_a_restart():
 
 
 def test_conversation_store_keeps_the_last_turns_and_forgets_old_conversations(tmp_path):
-    from bot.discord_bot.conversations import ConversationStore
+    from bot.feedback.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "c.sqlite3", keep=2)
     assert store.turns(1) == []
@@ -622,10 +624,9 @@ def test_rejected_token_from_dotenv_is_a_one_line_error(tmp_path):
     assert "not-the-token" not in out + err and "Traceback" not in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("bot.answer") is None, reason="needs the core (bot.answer)")
 def test_discord_command_answers_with_the_real_qa(tmp_path, iss_corpus):
     from bot.config import Settings
-    from bot.index import ingest
+    from bot.ingest.pipeline import ingest
 
     index = tmp_path / "index"
     ingest(Settings.from_env(corpus=iss_corpus, index=index))

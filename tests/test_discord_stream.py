@@ -17,11 +17,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.discord_bot.ask_cog import ERROR_TEXT
-from bot.discord_bot.client import UserFacingError
+from bot.discord_bot.cogs.ask import ERROR_TEXT
+from bot.errors import QuestionError as UserFacingError
 from bot.discord_bot.render import render_answer
 from bot.discord_bot.stream import EDIT_INTERVAL, LiveMessage, preview
-from bot.feedback import FeedbackStore
+from bot.feedback.votes import FeedbackStore
 from bot.schema import Answer, Turn
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -6,8 +6,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bot.discord_bot.command import feedback_command
-from bot.feedback import FeedbackStore, default_path
+from bot.feedback.command import feedback_command
+from bot.config import feedback_db_path as default_path
+from bot.feedback.votes import FeedbackStore
 
 SOURCES = [{"n": 1, "source": "iss.txt", "title": "ISS", "section": None, "page": None}]
 
@@ -81,7 +82,7 @@ def test_feedback_command(tmp_path):
 
 
 def test_answers_shown_for_votes_are_kept_then_expire(tmp_path, monkeypatch):
-    from bot import feedback
+    from bot.feedback import votes
 
     store = FeedbackStore(tmp_path / "f.sqlite3")
     assert store.saved_answer("a" * 32) is None
@@ -92,6 +93,6 @@ def test_answers_shown_for_votes_are_kept_then_expire(tmp_path, monkeypatch):
                      "refused": False, "answerer": "extractive"}
     store.record(**saved, user_id=5, vote="up", ref="discord:1")
     assert [(v.question, v.vote) for v in store.list()] == [("q?", "up")]
-    monkeypatch.setattr(feedback, "ANSWER_DAYS", 0)  # a store opened later, when the answer is old
+    monkeypatch.setattr(votes, "ANSWER_DAYS", 0)  # a store opened later, when the answer is old
     assert FeedbackStore(tmp_path / "f.sqlite3").saved_answer("a" * 32) is None
     assert len(store.list()) == 1  # votes are never expired

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.answer import QA
+from bot.qa.pipeline import QA
 from bot.config import Settings
-from bot.evaluate import evaluate, load_gold
-from bot.index import ingest
+from bot.eval.gold import load_gold
+from bot.eval.scoring import evaluate
+from bot.ingest.pipeline import ingest
 
 GOLD = Path(__file__).parent / "gold"
 ISS_THRESHOLDS = {

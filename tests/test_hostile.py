@@ -2,7 +2,6 @@
 quickly); questions that make no sense get a clear reply. Nothing crashes, nothing hangs."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -12,13 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.cli.main import cli
 from bot.config import Settings
-from bot.index import VectorStore
+from bot.store.chroma import VectorStore
 from conftest import write_pdf
 
-needs_ask = pytest.mark.skipif(importlib.util.find_spec("bot.answer") is None,
-                               reason="the answer path (bot.answer, `qabot ask`) is not there yet")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -155,7 +152,7 @@ def test_hostile_corpus_files_are_skipped_with_one_line_each(tmp_path, monkeypat
 def test_malformed_html_gives_up_quickly(tmp_path, monkeypatch):
     """html.parser is quadratic on unterminated tags: 250 KB of `<p<p<p` would take minutes."""
     import bot.load
-    from bot.load import LoadError, load_document
+    from bot.ingest.load import LoadError, load_document
 
     monkeypatch.setattr(bot.load, "HTML_SECONDS_BASE", 1.0)
     page = tmp_path / "evil.html"
@@ -208,7 +205,6 @@ def ask(iss_index, question: str, *extra: str):
     return result
 
 
-@needs_ask
 @pytest.mark.parametrize("question", ["", "   \n\t  ", "x" * 20_000, "why? " * 4_000],
                          ids=["empty", "whitespace", "20k-chars", "20k-words"])
 def test_empty_or_oversize_question_is_a_one_line_error(iss_index, question):
@@ -220,7 +216,6 @@ def test_empty_or_oversize_question_is_a_one_line_error(iss_index, question):
 
 
 @pytest.mark.slow
-@needs_ask
 @pytest.mark.parametrize("question", [
     "when\x00 will\x1b[31m Russia\x07 leave\r the\x08 ISS?",
     "🚀🛰️🌍🔥",
@@ -244,7 +239,6 @@ def test_hostile_question_gets_a_clear_reply(iss_index, question):
 
 
 @pytest.mark.slow
-@needs_ask
 def test_injection_text_stays_data(iss_index):
     """JSON output stays one valid object; the index is untouched by SQL-looking questions."""
     corpus, index = iss_index

@@ -5,10 +5,12 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.cli.main import cli
 from bot.config import Settings
 from bot.embed import Embedder
-from bot.index import Manifest, VectorStore, ingest, open_manifest
+from bot.ingest.manifest import Manifest, open_manifest
+from bot.ingest.pipeline import ingest
+from bot.store.chroma import VectorStore
 from conftest import write_pdf
 
 SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) deleted, (\d+) skipped.*?"

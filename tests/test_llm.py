@@ -16,8 +16,10 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from bot import llm
-from bot.llm import LLMAnswerer, LLMConfigError, make_chat_model
+from bot.qa.llm import verify
+from bot.errors import LLMConfigError
+from bot.qa.llm.answerer import LLMAnswerer
+from bot.qa.llm.provider import make_chat_model
 from bot.schema import REFUSAL_TEXT, Answer, Chunk, Turn
 
 WITHDRAW = Chunk(
@@ -312,7 +314,7 @@ INVENTIONS = [
 
 
 def supported(sentence: str, passage: str, embed=None) -> bool:
-    checker = llm._SupportChecker([Chunk("p", passage, "s", "t")], embed)
+    checker = verify._SupportChecker([Chunk("p", passage, "s", "t")], embed)
     return checker.support(sentence, [0]) > 0
 
 

@@ -22,9 +22,9 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from bot.answer import QA  # noqa: E402
-from bot.cli import cli  # noqa: E402
-from bot.llm import LLMAnswerer  # noqa: E402
+from bot.qa.pipeline import QA  # noqa: E402
+from bot.cli.main import cli  # noqa: E402
+from bot.qa.llm.answerer import LLMAnswerer  # noqa: E402
 from bot.schema import Answer  # noqa: E402
 
 QUESTION = "When will Russia leave the ISS?"
@@ -64,7 +64,7 @@ def test_ask_llm_good_cited_answer(iss_index, openai_env):
     assert request["model"] == "test-model"
     passages = passages_sent(openai_env)
     # The top k=5 passages (or every chunk, when the article has fewer), numbered for the model.
-    from bot.index import VectorStore
+    from bot.store.chroma import VectorStore
 
     assert len(passages) == min(5, VectorStore(iss_index).count()) and "after 2024" in passages[0]
     assert data["answer"] == f"{WITHDRAW} [1]. {INFORM} [2]."
@@ -158,7 +158,7 @@ def test_discord_command_streams_only_with_an_llm(iss_index, openai_env, monkeyp
     assert "".join(deltas) == f"{WITHDRAW} [1]." and openai_env.requests[-1]["stream"] is True
     assert final.answerer == "llm:openai:test-model" and final.text == f"{WITHDRAW} [1]."
 
-    from bot.discord_bot.client import UserFacingError
+    from bot.errors import QuestionError as UserFacingError
 
     with pytest.raises(UserFacingError):
         list(wired["stream_fn"]("   ", []))

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.chunk import chunk_document, make_splitter
-from bot.load import LoadError, clean_rst, load_document
+from bot.ingest.chunk import chunk_document, make_splitter
+from bot.ingest.load import LoadError, clean_rst, load_document
 from conftest import SEED, write_pdf
 
 

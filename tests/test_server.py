@@ -5,7 +5,6 @@ loopback port, waits for its heartbeat and stops it at the end.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import signal
@@ -19,16 +18,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.cli.main import cli
 from bot.config import Settings
-from bot.index import VectorStore
+from bot.qa.pipeline import QA
+from bot.store.chroma import VectorStore
 from test_crash import check_index
 
 CHROMA = Path(sys.executable).parent / "chroma"
 SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) deleted, (\d+) skipped.*?"
                      r"(\d+) chunks embedded, (\d+) in index")
-needs_answer = pytest.mark.skipif(importlib.util.find_spec("bot.answer") is None,
-                                  reason="the answer path (bot.answer) is not there yet")
 
 pytestmark = pytest.mark.skipif(not CHROMA.exists(), reason="the chroma server CLI is not installed")
 
@@ -130,16 +128,12 @@ def test_ingest_stats_and_answer_through_a_chroma_server(server, iss_corpus, tmp
     settings = Settings(corpus=iss_corpus, index=index, chroma_url=server.url)
     check_index(settings)
 
-    if importlib.util.find_spec("bot.answer") is not None:
-        from bot.answer import QA
-
-        answer = QA(settings, embedder=embedder).answer("when will Russia leave the ISS?")
-        assert "2024" in answer.text, answer.text
-        assert any(c.source == "russia-iss-withdrawal.txt" for c in answer.citations)
+    answer = QA(settings, embedder=embedder).answer("when will Russia leave the ISS?")
+    assert "2024" in answer.text, answer.text
+    assert any(c.source == "russia-iss-withdrawal.txt" for c in answer.citations)
 
 
 @pytest.mark.slow
-@needs_answer
 def test_ask_through_a_chroma_server(server, iss_corpus, tmp_path, monkeypatch):
     index = tmp_path / "index"
     monkeypatch.setenv("QABOT_CHROMA_URL", server.url)
@@ -156,7 +150,7 @@ def test_server_that_lost_its_data_is_repaired_by_the_next_ingest(tmp_path, iss_
     first = ChromaServer(tmp_path / "data-1").start()
     try:
         settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=first.url)
-        from bot.index import ingest
+        from bot.ingest.pipeline import ingest
 
         total = ingest(settings, embedder=embedder).chunks_total
     finally:
@@ -182,7 +176,8 @@ def test_unreachable_or_lost_server_is_a_one_line_error(tmp_path, iss_corpus):
 
 @pytest.mark.slow
 def test_server_going_away_mid_run_is_a_one_line_error(server, tmp_path, iss_corpus, embedder, monkeypatch):
-    from bot.index import IndexError_, ingest
+    from bot.errors import IndexProblem as IndexError_
+    from bot.ingest.pipeline import ingest
 
     settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=server.url)
     original = VectorStore.upsert

@@ -13,8 +13,9 @@ import time
 import pytest
 
 from bot.config import Settings
-from bot.index import IngestReport, VectorStore, ingest
-from bot.watch import watch
+from bot.ingest.pipeline import IngestReport, ingest
+from bot.store.chroma import VectorStore
+from bot.ingest.watch import watch
 from test_crash import check_index, subprocess_env
 
 

@@ -6,21 +6,6 @@ from collections import deque
 from typing import Callable
 
 
-def parse_rate_limit(spec: str) -> tuple[int, float]:
-    """Parse "5/60" (5 calls per 60 seconds). "0" or "" disables the limit (returns (0, 0))."""
-    spec = spec.strip()
-    if spec in ("", "0", "off", "none"):
-        return 0, 0.0
-    calls, sep, seconds = spec.partition("/")
-    try:
-        max_calls, per = int(calls), float(seconds) if sep else 60.0
-    except ValueError:
-        raise ValueError(f"invalid rate limit {spec!r}: expected CALLS/SECONDS, e.g. 5/60") from None
-    if max_calls < 0 or per <= 0:
-        raise ValueError(f"invalid rate limit {spec!r}: expected CALLS/SECONDS, e.g. 5/60")
-    return max_calls, per
-
-
 class RateLimiter:
     """Remembers when each user asked; `hit` both checks and counts a question."""
 

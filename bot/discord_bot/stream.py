@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -16,12 +15,12 @@ import discord
 
 from bot.discord_bot.render import CONTENT_MAX
 from bot.schema import Answer
+from bot.threads import END, Worker
 
 log = logging.getLogger(__name__)
 
 EDIT_INTERVAL = 1.2  # seconds between two writes (create or edit) of the same message
 NO_MENTIONS = discord.AllowedMentions.none()
-_END = object()
 
 
 def preview(text: str) -> str:
@@ -33,44 +32,25 @@ def preview(text: str) -> str:
 
 
 class ThreadedStream:
-    """Runs a blocking iterator in a worker thread; `get` awaits its next item on the event loop."""
+    """Runs a blocking iterator in a worker thread (bot.threads.Worker); `get` awaits its next
+    item on the event loop."""
 
     def __init__(self, make: Callable[[], Iterable[Any]]):
-        self._make = make
         self._queue: asyncio.Queue = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="qabot-stream", daemon=True)
-        self._thread.start()
+        self._worker = Worker(make, self._put, name="qabot-stream")
 
-    def _put(self, item: Any, error: BaseException | None = None) -> None:
+    def _put(self, item: Any, error: BaseException | None) -> None:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (item, error))
         except RuntimeError:  # the loop is closed: nobody is listening any more
-            self._stop.set()
-
-    def _produce(self) -> None:
-        iterator = None
-        try:
-            iterator = iter(self._make())
-            for item in iterator:
-                if self._stop.is_set():
-                    break
-                self._put(item)
-        except BaseException as e:  # handed to the consumer, raised there
-            self._put(_END, e)
-        else:
-            self._put(_END)
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
+            self._worker.close()
 
     async def get(self, timeout: float | None = None) -> Any:
         """The next item; raises the iterator's exception, StopAsyncIteration at its end,
         TimeoutError if nothing arrives within `timeout` seconds (no item is lost)."""
         item, error = await asyncio.wait_for(self._queue.get(), timeout)
-        if item is _END:
+        if item is END:
             self._queue.put_nowait((item, error))  # later calls see the end again
             if error is not None:
                 raise error
@@ -79,7 +59,7 @@ class ThreadedStream:
 
     def close(self) -> None:
         """Ask the worker to stop at its next item (it cannot be interrupted mid-call)."""
-        self._stop.set()
+        self._worker.close()
 
 
 class LiveMessage:

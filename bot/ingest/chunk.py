@@ -9,7 +9,7 @@ import hashlib
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from bot.load import Document
+from bot.ingest.load import Document
 from bot.schema import Chunk
 
 # Paragraphs first, then lines, then sentence ends, then words: a chunk only breaks mid-sentence

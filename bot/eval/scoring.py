@@ -1,49 +1,15 @@
-"""Gold-set evaluation: ask every gold question through `QA.answer()` and score the results.
-
-A gold file is JSON Lines: {"id", "question", "answers": [accepted substrings], "evidence":
-verbatim supporting span | null, "source": path relative to the corpus | null, "kind"}; kind
-"unanswerable" marks questions the documents do not answer (the right output is a refusal).
+"""Scoring a gold set: every question goes through `QA.answer()`, and the Answer's own trace (its
+citations and what was retrieved for it) is scored against the gold answers and evidence.
 """
 from __future__ import annotations
 
-import json
-import re
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from bot.answer import QA
+from bot.eval.gold import EvidenceLocator
+from bot.qa.pipeline import QA
 from bot.schema import Answer
-
-GOLD_KEYS = {"id", "question", "answers", "evidence", "source", "kind"}
-
-
-class GoldError(ValueError):
-    pass
-
-
-def load_gold(path: Path) -> list[dict]:
-    items = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise GoldError(f"cannot read gold file {path} ({exc.strerror or exc})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GoldError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        missing = GOLD_KEYS - set(item)
-        if missing:
-            raise GoldError(f"{path}:{number}: missing keys {sorted(missing)}")
-        items.append(item)
-    if not items:
-        raise GoldError(f"{path} has no questions")
-    return items
-
 
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
@@ -99,35 +65,6 @@ class EvalReport:
         return {"metrics": self.metrics, "items": [r.__dict__ for r in self.items]}
 
 
-class EvidenceLocator:
-    """Finds a gold evidence span in the extracted text of its document (offsets for overlap)."""
-
-    def __init__(self, corpus: Path) -> None:
-        self.corpus = corpus
-        self._docs: dict[str, str | None] = {}
-
-    def span(self, source: str, evidence: str) -> tuple[int, int] | None:
-        if source not in self._docs:
-            from bot.load import LoadError, load_document
-
-            try:
-                self._docs[source] = load_document(self.corpus / source, source).text
-            except LoadError:
-                self._docs[source] = None
-        text = self._docs[source]
-        if text is None:
-            return None
-        at = text.find(evidence)
-        if at < 0:  # the loader may have rendered markup or reflowed lines: match on words
-            words = re.findall(r"\w+", evidence)
-            if not words:
-                return None
-            pattern = r"\W+".join(re.escape(w) for w in words)
-            m = re.search(pattern, text)
-            return (m.start(), m.end()) if m else None
-        return at, at + len(evidence)
-
-
 def _overlaps(start: int, end: int, span: tuple[int, int] | None) -> bool:
     return span is not None and start < span[1] and span[0] < end
 
@@ -139,7 +76,7 @@ def evaluate(qa: QA, items: list[dict], k: int = 5, on_item=None) -> EvalReport:
         started = time.perf_counter()
         answer: Answer = qa.answer(item["question"], k=k)
         latency = (time.perf_counter() - started) * 1e3
-        hits, _ = qa.retriever.retrieve(answer.standalone_question or item["question"], k)
+        hits = answer.retrieved[:k]  # what the answer was drawn from: no second retrieval
         answerable = item["kind"] != "unanswerable"
         answer_ok = citation_ok = rank = None
         if answerable:

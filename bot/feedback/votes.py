@@ -12,11 +12,10 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
-from bot.sqlite_store import SQLiteStore
+from bot.config import feedback_db_path
+from bot.feedback.sqlite_store import SQLiteStore
 
-DEFAULT_PATH = Path("index") / "feedback.sqlite3"
 VOTES = ("up", "down")
 ANSWER_DAYS = 90  # how long an answer's vote buttons keep working
 
@@ -63,16 +62,11 @@ class Vote:
         return asdict(self)
 
 
-def default_path() -> Path:
-    """`QABOT_FEEDBACK_DB` if set, else index/feedback.sqlite3 (relative to the working directory)."""
-    return Path(os.environ.get("QABOT_FEEDBACK_DB") or DEFAULT_PATH)
-
-
 class FeedbackStore(SQLiteStore):
     SCHEMA = _SCHEMA
 
     def __init__(self, path: str | os.PathLike | None = None):
-        super().__init__(path if path else default_path())
+        super().__init__(path if path else feedback_db_path())
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM answers WHERE created_at < ?", (time.time() - ANSWER_DAYS * 86400,))

@@ -5,7 +5,7 @@ Changes are gathered until the corpus has been quiet for about a second, then on
 ingest brings the index up to date and one summary line is printed per batch. The ingest lock
 is held only while a batch is indexed, so a manual `qabot ingest` can still run in between.
 Ctrl-C (or SIGTERM) stops watching cleanly; a batch interrupted halfway is repaired by the next
-ingest like any other crash (see bot/index.py).
+ingest like any other crash (see bot/ingest/repair.py).
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from bot.config import Settings
-from bot.index import IndexError_, ingest
-from bot.load import is_supported
+from bot.errors import IndexProblem
+from bot.ingest.load import is_supported
+from bot.ingest.pipeline import ingest
 
 QUIET_MS = 1000  # a batch is indexed once nothing has changed for this long...
 MAX_WAIT_MS = 10_000  # ...or after this long, even while changes keep coming
@@ -113,7 +114,7 @@ def _reindex(settings: Settings, roots: list[Path], changed: set[str], echo):
         report = ingest(settings, roots if roots != [settings.corpus] else None,
                         on_skip=on_skip, missing_ok=True,
                         on_wait=lambda: echo("Another ingest is running on this index; waiting for it…"))
-    except IndexError_ as exc:
+    except IndexProblem as exc:
         echo(f"[{started}] Error: {exc}")
         return exc
     echo(f"[{started}] {report.summary_line()}")

@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 from bot.schema import Turn
-from bot.sqlite_store import SQLiteStore
+from bot.feedback.sqlite_store import SQLiteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (

@@ -10,66 +10,16 @@ generation counter, which every ingest that changes anything bumps: it cannot go
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import threading
 import time
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from bot.schema import Chunk
+from bot.schema import Chunk, Hit
+from bot.text import tokenize, tokenize_document
 
 RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-STOPWORDS = frozenset("""
-a about above after again against all am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had has have
-having he her here hers herself him himself his how i if in into is it its itself just me more most
-my myself no nor not now of off on once only or other our ours ourselves out over own same she
-should so some such than that the their theirs them themselves then there these they this those
-through to too under until up very was we were what when where which while who whom why will with
-would you your yours yourself yourselves s t don doesn didn isn wasn aren weren won wouldn shouldn
-couldn ll re ve d m o y tell say says said know please hi hey thanks thank ok okay whats wat pls
-""".split())
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased, stop-word-free, Snowball-stemmed word tokens (shared by BM25 and the answerer)."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
-    return _stemmer().stemWords(words)
-
-
-_PROPER_PHRASE = re.compile(r"\b(?:[A-Z][a-z]+\s+){1,4}[A-Z][a-z]+\b")
-
-
-def acronyms(text: str) -> list[str]:
-    """'International Space Station' → 'iss': documents spell names out, people type acronyms."""
-    return ["".join(w[0] for w in m.group(0).split()).lower() for m in _PROPER_PHRASE.finditer(text)]
-
-
-def tokenize_document(text: str) -> list[str]:
-    return tokenize(text) + acronyms(text)
-
-
-@dataclass
-class Hit:
-    chunk: Chunk
-    score: float  # fused RRF score
-    dense: float | None = None  # cosine similarity, when dense search found it
-    bm25: float | None = None
-    rank: int = 0
-
 
 class BM25Index:
     """bm25s over every chunk in the collection, plus the chunks themselves for lookup."""
@@ -153,7 +103,6 @@ class HybridRetriever:
         self.candidates = candidates
         self.dense_weight = dense_weight
         self.bm25_weight = bm25_weight
-        self._lock = threading.Lock()
         self.bm25 = self._load_bm25(bm25_dir, generation)
 
     def _load_bm25(self, bm25_dir, generation) -> BM25Index:

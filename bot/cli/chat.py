@@ -3,23 +3,26 @@
 On a terminal it is a prompt_toolkit REPL with persistent history; with questions piped in
 (one per line) it answers each and prints plain text, so it can be scripted. Either way the
 conversation is a `list[Turn]` handed to `QA.answer`, which condenses follow-ups.
-
-Only click and the standard library are imported at the top so `qabot --help` stays instant;
-rich, prompt_toolkit and the models load when the command runs. The click command is built on
-first access (`chat_command`, see `__getattr__` below) because it reuses bot.cli's option
-decorators and bot.cli registers it while bot.cli itself is still being imported.
 """
 from __future__ import annotations
 
-import os
-import queue
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.text import Text
+
+from bot.cli.options import CONTEXT, llm_option, location_options, make_settings
+from bot.cli.pipeline import open_qa
+from bot.config import history_path
+from bot.cli.terminal import print_answer, print_sources
+from bot.errors import QuestionError, describe
+from bot.schema import Turn
+from bot.threads import call_in_thread, in_thread
 
 MAX_TURNS = 6  # earlier exchanges kept for follow-ups
 POLL_S = 0.1  # how often the main thread checks on the worker (and so notices Ctrl-C)
@@ -32,15 +35,6 @@ Ask a question about the documents; then ask follow-ups ("who did he replace?").
   /help      this help
   /quit      leave (also /exit or Ctrl-D)
 Ctrl-C cancels a question while it is being answered."""
-
-
-def history_path() -> Path:
-    """Where the prompt history is kept: $QABOT_HISTORY_FILE, else the user state directory."""
-    explicit = os.environ.get("QABOT_HISTORY_FILE")
-    if explicit:
-        return Path(explicit).expanduser()
-    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state) / "qabot" / "history"
 
 
 class Chat:
@@ -68,10 +62,6 @@ class Chat:
         return True
 
     def command(self, line: str) -> bool:
-        from rich.text import Text
-
-        from bot.terminal import print_sources
-
         name = line.split()[0].lower()
         if name in ("/quit", "/exit", "/q"):
             return False
@@ -93,19 +83,13 @@ class Chat:
     def ask(self, question: str):
         """Answer `question` in the context of the conversation and print it; the Answer, or None
         if it was rejected, failed or cancelled."""
-        from rich.text import Text
-
-        from bot.answer import QuestionError
-        from bot.schema import Turn
-        from bot.terminal import print_answer
-
         history = list(self.turns)
         try:
             if self.interactive and self.qa.llm_answerer is not None:
-                answer = render_stream(self.console, in_worker_stream(stream_answer, self.qa, question, history))
+                answer = render_stream(self.console, in_thread(lambda: self.qa.stream(question, history), poll_s=POLL_S))
             elif self.interactive:
                 with self.console.status("Thinking…", spinner="dots"):
-                    answer = in_worker(self.qa.answer, question, history)
+                    answer = call_in_thread(self.qa.answer, question, history, poll_s=POLL_S)
             else:
                 answer = self.qa.answer(question, history)
         except QuestionError as exc:
@@ -118,8 +102,7 @@ class Chat:
             return None
         except Exception as exc:  # keep the session alive; the user can ask again
             self.failures += 1
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            self.console.print(Text(f"Error: {type(exc).__name__}: {first_line}", style="red"))
+            self.console.print(Text(f"Error: {describe(exc)}", style="red"))
             return None
         if answer.standalone_question:
             self.console.print(Text(f"Understood as: {answer.standalone_question}", style="dim"))
@@ -131,83 +114,11 @@ class Chat:
         return answer
 
 
-# --- running work off the main thread, so Ctrl-C can abandon it ---------------------------------
-
-def in_worker(fn: Callable, *args):
-    """fn(*args) in a daemon thread. The main thread waits in short slices, so Ctrl-C raises
-    KeyboardInterrupt here at once; the abandoned call finishes in the background, unseen."""
-    done = threading.Event()
-    result: dict = {}
-
-    def work() -> None:
-        try:
-            result["value"] = fn(*args)
-        except BaseException as exc:  # handed to the caller
-            result["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=work, daemon=True, name="qabot-chat-answer").start()
-    while not done.wait(POLL_S):
-        pass
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-def in_worker_stream(produce: Callable[..., Iterable], *args) -> Iterator:
-    """Iterate produce(*args) in a daemon thread, yielding its items here. Closing this iterator
-    (or Ctrl-C while waiting) stops the worker at its next item and closes its generator."""
-    items: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    end = object()
-
-    def work() -> None:
-        iterator = iter(produce(*args))
-        try:
-            for item in iterator:
-                if stop.is_set():
-                    return
-                items.put((True, item))
-            items.put((True, end))
-        except BaseException as exc:
-            items.put((False, exc))
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    threading.Thread(target=work, daemon=True, name="qabot-chat-stream").start()
-    try:
-        while True:
-            try:
-                ok, item = items.get(timeout=POLL_S)
-            except queue.Empty:
-                continue
-            if not ok:
-                raise item
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-
-
 # --- streaming LLM answers -----------------------------------------------------------------------
-
-def stream_answer(qa, question: str, history: list | None = None, k: int | None = None) -> Iterator:
-    """The LLM answer as it is written: text deltas (unverified), then one final Answer (see
-    `QA.stream`, the shared path)."""
-    yield from qa.stream(question, history, k)
-
 
 def render_stream(console, items: Iterable):
     """Show text deltas as they arrive (a spinner until the first), then clear them and return
     the final Answer for the caller to print: the verified text replaces the streamed one."""
-    from rich.live import Live
-    from rich.spinner import Spinner
-    from rich.text import Text
-
     streamed = Text()
     final = None
     with Live(Spinner("dots", "Thinking…"), console=console, transient=True, refresh_per_second=10) as live:
@@ -232,6 +143,7 @@ def render_stream(console, items: Iterable):
 
 def run_interactive(chat: Chat, history_file: Path) -> None:
     """The REPL: prompt with persistent history until /quit or Ctrl-D."""
+    # Imported here: prompt_toolkit costs ~0.25 s of start-up that piped chat and --help never need.
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
@@ -273,8 +185,7 @@ def run_piped(chat: Chat, lines: Iterable[str]) -> None:
 
 def load_qa(settings, console):
     """open_qa (ingesting first if needed) and the model warm-up, behind a "Loading…" line."""
-    from bot.cli import open_qa
-    from bot.index import corpus_changed
+    from bot.ingest.status import corpus_changed  # the pipeline's imports cost ~1.3 s: see pipeline.py
 
     if console.is_terminal:
         status = console.status("Loading…", spinner="dots")
@@ -297,46 +208,29 @@ def load_qa(settings, console):
             status.stop()
 
 
-def _build_command() -> click.Command:
-    from bot.cli import CONTEXT, llm_option, location_options
+@click.command("chat", context_settings=CONTEXT)
+@location_options
+@click.option("-k", "k", type=click.IntRange(1, 50), default=None, envvar="QABOT_K",
+              help="Passages to consider (default 5). [env: QABOT_K]")
+@llm_option
+def chat_command(corpus, index_dir, chroma_url, k, llm):
+    """Ask questions interactively, with follow-ups ("who did he replace?").
 
-    @click.command("chat", context_settings=CONTEXT)
-    @location_options
-    @click.option("-k", "k", type=click.IntRange(1, 50), default=None, envvar="QABOT_K",
-                  help="Passages to consider (default 5). [env: QABOT_K]")
-    @llm_option
-    def chat_command(corpus, index_dir, chroma_url, k, llm):
-        """Ask questions interactively, with follow-ups ("who did he replace?").
-
-        \b
-        Commands: /sources (full passages of the last answer), /reset (forget the
-        conversation), /help, /quit. Ctrl-C cancels an answer, Ctrl-D quits.
-        Prompt history: $QABOT_HISTORY_FILE, default ~/.local/state/qabot/history.
-        With questions piped in (one per line), answers each in plain text and exits.
-        """
-        from rich.console import Console
-
-        from bot.cli import make_settings
-
-        settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
-        console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
-        qa = load_qa(settings, console)
-        chat = Chat(qa, console, interactive=interactive)
-        if interactive:
-            console.print("[dim]Ask about your documents. /help for commands, Ctrl-D to quit.[/]")
-            run_interactive(chat, history_path())
-        else:
-            run_piped(chat, sys.stdin)
-            if chat.failures:
-                sys.exit(1)
-
-    return chat_command
-
-
-def __getattr__(name: str):
-    if name == "chat_command":
-        command = _build_command()
-        # Importing bot.cli while building may have built and registered one already: keep that.
-        return globals().setdefault("chat_command", command)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    \b
+    Commands: /sources (full passages of the last answer), /reset (forget the
+    conversation), /help, /quit. Ctrl-C cancels an answer, Ctrl-D quits.
+    Prompt history: $QABOT_HISTORY_FILE, default ~/.local/state/qabot/history.
+    With questions piped in (one per line), answers each in plain text and exits.
+    """
+    settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    qa = load_qa(settings, console)
+    chat = Chat(qa, console, interactive=interactive)
+    if interactive:
+        console.print("[dim]Ask about your documents. /help for commands, Ctrl-D to quit.[/]")
+        run_interactive(chat, history_path())
+    else:
+        run_piped(chat, sys.stdin)
+        if chat.failures:
+            sys.exit(1)

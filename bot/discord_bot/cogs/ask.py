@@ -17,12 +17,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot.client import QABot, UserFacingError
-from bot.discord_bot.conversations import ConversationStore
 from bot.discord_bot.ratelimit import RateLimiter
 from bot.discord_bot.render import clip, plain, render_answer
 from bot.discord_bot.stream import LiveMessage
-from bot.feedback import FeedbackStore
+from bot.errors import QabotError
+from bot.feedback.conversations import ConversationStore
+from bot.discord_bot.views import VoteButton, answer_sources, vote_view
 from bot.schema import Answer, Turn
 log = logging.getLogger(__name__)
 
@@ -37,57 +37,18 @@ def slow_down_text(wait: float) -> str:
     return f"You're asking questions a little fast — please wait {max(1, round(wait))} s and try again."
 
 
-def answer_sources(answer: Answer) -> list[dict]:
-    return [{"n": c.n, "source": c.source, "title": c.title, "section": c.section, "page": c.page}
-            for c in answer.citations]
 
 
-class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"qabot:vote:(?P<vote>up|down):(?P<answer_id>[0-9a-f]{32})"):
-    """👍 or 👎 under an answer. The button carries only the answer's id: the answer itself is in
-    the feedback store, so a click works whether or not the bot restarted since it was shown."""
-
-    store: FeedbackStore | None = None  # set by AskCog (one store per bot)
-
-    def __init__(self, vote: str, answer_id: str) -> None:
-        super().__init__(discord.ui.Button(
-            emoji="👍" if vote == "up" else "👎", style=discord.ButtonStyle.secondary,
-            custom_id=f"qabot:vote:{vote}:{answer_id}"))
-        self.vote, self.answer_id = vote, answer_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match):
-        return cls(match["vote"], match["answer_id"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        ref = f"discord:{interaction.message.id}" if interaction.message else None
-        try:
-            saved = await asyncio.to_thread(self.store.saved_answer, self.answer_id)
-            if saved is not None:
-                await asyncio.to_thread(self.store.record, **saved, user_id=interaction.user.id,
-                                        vote=self.vote, ref=ref)
-        except Exception:
-            log.exception("could not record feedback")
-            saved, text = None, "Sorry, I couldn't save your feedback."
-        else:
-            text = "This answer is too old to vote on." if saved is None else \
-                "Thanks for the feedback!" if self.vote == "up" else "Thanks — noted, this answer wasn't helpful."
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
-def vote_view(answer_id: str, timeout: float) -> discord.ui.View:
-    view = discord.ui.View(timeout=timeout)
-    view.add_item(VoteButton("up", answer_id))
-    view.add_item(VoteButton("down", answer_id))
-    return view
 
 
 class AskCog(commands.Cog):
-    def __init__(self, bot: QABot):
+    def __init__(self, bot: commands.Bot):
         self.bot = bot
         self.config = bot.config
         self.limiter = RateLimiter(*bot.config.rate_limit)
-        self.feedback = FeedbackStore(bot.config.feedback_db)
-        VoteButton.store = self.feedback
+        self.feedback = bot.feedback
         bot.add_dynamic_items(VoteButton)  # clicks on buttons of answers shown before a restart
         # Threads the bot opened (and DM channels) → their earlier Q/A, oldest first; also on disk,
         # next to the votes, so follow-ups still work after a restart.
@@ -272,7 +233,7 @@ class AskCog(commands.Cog):
 
     @staticmethod
     def _error_text(error: Exception, question: str) -> str:
-        if isinstance(error, UserFacingError):
+        if isinstance(error, QabotError):
             return plain(str(error) or ERROR_TEXT)
         log.error("answering %r failed", question, exc_info=error)
         return ERROR_TEXT

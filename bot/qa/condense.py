@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from bot.schema import Turn
+from bot.text import STOPWORDS, strip_markers, tokenize
 
 _REFERRING = re.compile(
     r"\b(he|she|it|they|him|her|them|his|hers|its|their|theirs|this|that|these|those|there|then"
@@ -23,12 +24,9 @@ _REFERRING = re.compile(
 _CONTINUATION = re.compile(r"^\s*(and|but|so|also|what about|how about|why|when|where|who|how)\b[\s?!.]*$|"
                            r"^\s*(and|but|also|what about|how about)\b", re.I)
 _NAME = re.compile(r"\b[A-Z][a-zA-Z]{2,}(?:\s+[A-Z][a-zA-Z]+)*\b")
-_MARKER = re.compile(r"\[\d+\]")
 
 
 def is_follow_up(question: str) -> bool:
-    from bot.retrieve import tokenize
-
     return bool(_REFERRING.search(question) or _CONTINUATION.search(question) or len(tokenize(question)) <= 1)
 
 
@@ -36,11 +34,9 @@ def condense(question: str, history: list[Turn] | None) -> str:
     """The standalone query for `question`, given earlier turns (most recent last)."""
     if not history or not is_follow_up(question):
         return question
-    from bot.retrieve import STOPWORDS
-
     last = history[-1]
     names: list[str] = []
-    for name in _NAME.findall(_MARKER.sub("", last.answer)):
+    for name in _NAME.findall(strip_markers(last.answer)):
         key = name.lower()
         if key in STOPWORDS or key in last.question.lower() or key in {n.lower() for n in names}:
             continue

@@ -8,7 +8,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot.client import QABot
 from bot.discord_bot.render import clip, plain
 
 log = logging.getLogger(__name__)
@@ -17,7 +16,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 
 
 class AdminCog(commands.Cog):
-    def __init__(self, bot: QABot):
+    def __init__(self, bot: commands.Bot):
         self.bot = bot
         self._reindexing = asyncio.Lock()
 

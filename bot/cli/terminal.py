@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.schema import Answer, Citation
+from bot.text import CITATION_MARKER
 
 QUOTE_CONTEXT = 160  # characters of passage shown around the answer span in the short view
 
@@ -44,7 +45,7 @@ def quote_text(c: Citation, full: bool = False) -> Text:
     return text
 
 
-_MARKER = re.compile(r"(\[\d+\])")
+_MARKER = re.compile(f"({CITATION_MARKER.pattern})")  # split() keeps the markers
 
 
 def answer_text(answer: Answer) -> Text:

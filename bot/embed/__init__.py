@@ -36,6 +36,9 @@ from pathlib import Path
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from bot.config import cache_dir, switch
+from bot.errors import SettingError
+
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 PRECISIONS = ("bf16", "fp32")
 DIM = 384
@@ -84,7 +87,7 @@ def resolve_precision(requested: str = "auto") -> str:
     if requested == "auto":
         return "bf16" if cpu_has_native_bf16() else "fp32"
     if requested not in PRECISIONS:
-        raise ValueError(f"unknown precision {requested!r}; use auto, bf16 or fp32")
+        raise SettingError(f"unknown precision {requested!r}; use auto, bf16 or fp32")
     return requested
 
 
@@ -216,23 +219,9 @@ def _torch_embed(encodings, precision: str, batch_tokens: int = BATCH_TOKENS) ->
 
 # --- ONNX engine --------------------------------------------------------------------------------
 
-def cache_dir() -> Path:
-    """Where derived model files go: $QABOT_CACHE, else $XDG_CACHE_HOME/qabot, else ~/.cache/qabot."""
-    root = os.environ.get("QABOT_CACHE")
-    if root:
-        return Path(root)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "qabot"
-
-
-def _switched_on(name: str) -> bool:
-    """An on/off environment switch that defaults to on."""
-    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 def onnx_enabled() -> bool:
     """QABOT_ONNX=0 keeps everything on torch (for comparisons, or if ONNX Runtime misbehaves)."""
-    return _switched_on("QABOT_ONNX")
+    return switch("QABOT_ONNX")
 
 
 def onnx_model_file() -> Path:
@@ -372,7 +361,7 @@ def _ensure_onnx_export() -> None:
 
 def int8_enabled() -> bool:
     """QABOT_INT8=0 ranks the answerer's sentences with fp32 vectors instead (for comparisons)."""
-    return onnx_enabled() and _switched_on("QABOT_INT8")
+    return onnx_enabled() and switch("QABOT_INT8")
 
 
 def int8_model_file() -> Path:
@@ -437,7 +426,7 @@ def int8_session():
 
 def openvino_enabled() -> bool:
     """QABOT_OPENVINO=0 embeds ingest on torch instead (for comparisons)."""
-    return onnx_enabled() and _switched_on("QABOT_OPENVINO")
+    return onnx_enabled() and switch("QABOT_OPENVINO")
 
 
 _openvino_lock = threading.Lock()

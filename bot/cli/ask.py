@@ -1,0 +1,78 @@
+"""`qabot ask`: one answer (or one per line of standard input), for people or, with --json, scripts."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from bot.cli.options import CONTEXT, llm_option, location_options, make_settings
+from bot.cli.pipeline import open_qa
+from bot.cli.terminal import print_answer
+from bot.errors import QuestionError
+from bot.qa.question import clean_question
+
+# The pipeline (Chroma, numpy, the embedding runtime) is imported inside the commands that use it:
+# importing it costs ~1.3 s, and `qabot --help` or a mistyped flag should answer at once.
+@click.command(context_settings=CONTEXT)
+@click.argument("question", required=True)
+@location_options
+@click.option("-k", "k", type=click.IntRange(1, 50), default=None, envvar="QABOT_K",
+              help="Passages to consider (default 5). [env: QABOT_K]")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (with `-` as QUESTION: one JSON line per input line).")
+@llm_option
+def ask(question, corpus, index_dir, chroma_url, k, as_json, llm):
+    """Answer QUESTION from the documents, citing the passages it came from.
+
+    
+    QUESTION "-" reads questions from standard input, one per line (the model loads once):
+      printf 'when?\nwho?\n' | qabot ask --json -
+    If the index is missing or the corpus changed, ask ingests first.
+    """
+    settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
+    if question != "-":
+        clean_question(question)  # fail fast, before loading anything
+    qa = open_qa(settings, quiet=as_json)
+    piped = question == "-"
+    questions = (line.rstrip("\n") for line in sys.stdin) if piped else [question]
+    console = Console(highlight=False)
+    for q in questions:
+        if piped and not q.strip():
+            continue
+        try:
+            answer = qa.answer(q)
+        except QuestionError as exc:
+            if as_json:
+                click.echo(json.dumps({"question": q, "error": str(exc)}, ensure_ascii=False))
+            else:
+                console.print(f"[red]{exc}[/]")
+            continue
+        if as_json:
+            click.echo(json.dumps(answer_json(answer), ensure_ascii=False))
+            sys.stdout.flush()  # one line per question as it is answered, for scripts
+            continue
+        if piped:
+            console.print(f"[bold]Q:[/] {q}")
+        print_answer(console, answer)
+        if piped:
+            console.print()
+
+
+def answer_json(answer) -> dict:
+    """The documented `ask --json` object."""
+    return {
+        "question": answer.question,
+        "answer": answer.text,
+        "refused": answer.refused,
+        "answerer": answer.answerer,
+        "standalone_question": answer.standalone_question,
+        "citations": [
+            {"n": c.n, "source": c.source, "title": c.title, "section": c.section, "page": c.page,
+             "quote": c.quote, "start": c.start, "end": c.end, "score": c.score,
+             "span_start": c.span_start, "span_end": c.span_end}
+            for c in answer.citations
+        ],
+        "timings_ms": answer.timings_ms,
+    }

@@ -1,0 +1,78 @@
+"""`qabot eval`: score a gold set and print the table and the aggregates."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bot.cli.options import CONTEXT, llm_option, location_options, make_settings
+from bot.cli.pipeline import open_qa
+from bot.eval.gold import load_gold
+
+# The pipeline (Chroma, numpy, the embedding runtime) is imported inside the commands that use it:
+# importing it costs ~1.3 s, and `qabot --help` or a mistyped flag should answer at once.
+@click.command("eval", context_settings=CONTEXT)
+@click.option("--gold", "gold_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gold questions (JSON Lines; see README 'Writing a gold set').")
+@location_options
+@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True,
+              help="Passages per question (also the k of recall@k).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: metrics and per-question results.")
+@click.option("--min-answer-accuracy", type=float, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-citation-accuracy", type=float, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-refusal-precision", type=float, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-refusal-recall", type=float, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-recall", type=float, default=None, help="Exit 1 if recall@k is below this (0–1).")
+@llm_option
+def eval_command(gold_path, corpus, index_dir, chroma_url, k, as_json, llm, **minimums):
+    """Ask every question of a gold set and score answers, citations, refusals and retrieval.
+
+    Prints a per-question table and the aggregates; exits 1 when a --min-* threshold is missed.
+    """
+    from bot.eval.scoring import evaluate
+
+    items = load_gold(gold_path)
+    settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
+    qa = open_qa(settings, quiet=as_json)
+    report = evaluate(qa, items, k=k)
+    metrics = report.metrics
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print_eval(report)
+    failed = []
+    checks = {"answer_accuracy": "min_answer_accuracy", "citation_accuracy": "min_citation_accuracy",
+              "refusal_precision": "min_refusal_precision", "refusal_recall": "min_refusal_recall",
+              f"recall@{k}": "min_recall"}
+    for metric, option in checks.items():
+        minimum = minimums.get(option)
+        if minimum is not None and (metrics[metric] is None or metrics[metric] < minimum):
+            failed.append(f"{metric} {metrics[metric]} < {minimum}")
+    if failed:
+        click.echo("Below threshold: " + "; ".join(failed), err=True)
+        sys.exit(1)
+
+
+def print_eval(report) -> None:
+    console = Console(highlight=False)
+    table = Table(show_lines=False)
+    for column in ("id", "question", "kind", "ok", "cite", "rank", "ms", "answer"):
+        wide = column in ("question", "answer")
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=60 if wide else None,
+                         ratio=2 if wide else None)
+    for r in report.items:
+        if r.kind == "unanswerable":
+            ok = "[green]refused[/]" if r.refused else "[red]answered[/]"
+            cite = ""
+        else:
+            ok = "[green]yes[/]" if r.answer_correct else ("[yellow]refused[/]" if r.refused else "[red]no[/]")
+            cite = "[green]yes[/]" if r.citation_correct else "[red]no[/]"
+        table.add_row(r.id, r.question, r.kind, ok, cite, str(r.evidence_rank or "-"), f"{r.latency_ms:.0f}",
+                      r.answer[:160])
+    console.print(table)
+    for key, value in report.metrics.items():
+        console.print(f"{key:>20}  {value}")

@@ -1,0 +1,69 @@
+"""`qabot ingest` and `qabot stats`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from bot.cli.options import CONTEXT, UserError, location_options, make_settings
+from bot.cli.pipeline import run_ingest
+
+# The pipeline (Chroma, numpy, the embedding runtime) is imported inside the commands that use it:
+# importing it costs ~1.3 s, and `qabot --help` or a mistyped flag should answer at once.
+@click.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@location_options
+@click.option("--rebuild", is_flag=True, help="Drop the index and embed everything again.")
+@click.option("--chunk-size", type=click.IntRange(100, 8000), default=None, envvar="QABOT_CHUNK_SIZE",
+              help="Characters per chunk (default 1000, or what the index was built with). [env: QABOT_CHUNK_SIZE]")
+@click.option("--chunk-overlap", type=click.IntRange(0, 4000), default=None, envvar="QABOT_CHUNK_OVERLAP",
+              help="Characters shared by neighbouring chunks (default 150, or the index's). [env: QABOT_CHUNK_OVERLAP]")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary line and problems.")
+@click.option("--watch", is_flag=True,
+              help="After indexing, keep re-indexing files as they change (one line per batch) until Ctrl-C.")
+def ingest(paths, corpus, index_dir, chroma_url, rebuild, chunk_size, chunk_overlap, quiet, watch):
+    """Index documents (default: the whole corpus folder).
+
+    Incremental: unchanged files are skipped without embedding, changed files replace their
+    chunks, deleted files lose theirs. Supports .txt .md .rst .html .htm .pdf.
+    """
+    settings = make_settings(corpus, index_dir, chroma_url, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    run_ingest(settings, list(paths) or None, rebuild=rebuild, quiet=quiet)
+    if watch:
+        from bot.ingest.watch import watch as watch_corpus
+
+        watch_corpus(settings, list(paths) or None)
+
+
+@click.command(context_settings=CONTEXT)
+@location_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def stats(corpus, index_dir, chroma_url, as_json):
+    """Show what the index holds: documents, chunks, size, embedding model."""
+    from bot.ingest.status import index_exists, stats as read_stats
+    from bot.store.chroma import VectorStore
+
+    settings = make_settings(corpus, index_dir, chroma_url)
+    if settings.chroma_url:
+        VectorStore(settings)  # an unreachable server is the first thing to report
+    if not index_exists(settings):
+        where = settings.chroma_url or settings.index
+        raise UserError(f"no index at {where}; run `qabot ingest` first")
+    info = read_stats(settings)
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    size = info["index_bytes"]
+    rows = [
+        ("Documents", info["documents"]),
+        ("Chunks", info["chunks"]),
+        ("Index", info["chroma_url"] or info["index"]),
+        ("Index size", f"{size / 1e6:.1f} MB" if size is not None else "(server)"),
+        ("Embedding model", f"{info['embedding_model']} ({info['precision']})"),
+        ("Chunking", f"{info['chunking']['size']} chars, {info['chunking']['overlap']} overlap"
+         if info["chunking"] else "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")

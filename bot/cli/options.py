@@ -1,0 +1,45 @@
+"""What every command shares: the context settings, the user-error exception, and the options
+that mean the same thing everywhere (--corpus/--index/--chroma-url, --llm)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bot.config import Settings
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class UserError(click.ClickException):
+    """A mistake the user can fix: one line on stderr, exit code 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def location_options(func):
+    """--corpus/--index/--chroma-url, shared by every command that touches the index."""
+    func = click.option("--chroma-url", envvar="QABOT_CHROMA_URL", default=None, metavar="URL",
+                        help="Use a Chroma server (http://host:port) instead of the embedded index. "
+                             "[env: QABOT_CHROMA_URL]")(func)
+    func = click.option("--index", "index_dir", envvar="QABOT_INDEX", default="index", show_default=True,
+                        type=click.Path(file_okay=False, path_type=Path),
+                        help="Where the index is kept. [env: QABOT_INDEX]")(func)
+    func = click.option("--corpus", envvar="QABOT_CORPUS", default="corpus", show_default=True,
+                        type=click.Path(path_type=Path),
+                        help="Folder of source documents. [env: QABOT_CORPUS]")(func)
+    return func
+
+
+def make_settings(corpus, index_dir, chroma_url, **extra):
+    return Settings.from_env(corpus=corpus, index=index_dir, chroma_url=chroma_url, **extra)
+
+
+def llm_option(func):
+    return click.option("--llm", envvar="QABOT_LLM", default=None, metavar="PROVIDER:MODEL",
+                        help="Answer with a chat model (e.g. openai:gpt-4o-mini, ollama:llama3.1); "
+                             "citations are verified and the extractive answer is the fallback. "
+                             "[env: QABOT_LLM]")(func)

@@ -1,0 +1,47 @@
+"""Errors the user can act on. One base class: every front end shows its message as one line
+(the CLI: "Error: …" on stderr, exit 2; Discord: the message as the reply) and never a traceback.
+
+Anything else that escapes is a bug and is reported as one.
+"""
+from __future__ import annotations
+
+
+class QabotError(Exception):
+    """A problem the user can fix; the message is one line meant for them."""
+
+
+class IndexProblem(QabotError):
+    """The index cannot be used as asked: missing, built differently, or its server unreachable."""
+
+
+class CorpusMissing(IndexProblem):
+    """A corpus folder or file that was named does not exist."""
+
+
+class QuestionError(QabotError):
+    """A question we won't run (empty, too long)."""
+
+
+class LLMConfigError(QabotError):
+    """The configured LLM cannot be set up (bad spec, missing package, missing key)."""
+
+
+class GoldError(QabotError):
+    """A gold file that cannot be read or is malformed."""
+
+
+class SettingError(QabotError):
+    """A setting (environment variable or flag) with a value that cannot be used."""
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line (whitespace folded, cut at `limit`), or its class
+    name when it has no message."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:limit]
+
+
+def describe(exc: BaseException) -> str:
+    """`ClassName: first line`, for logs and for errors that are not the user's to fix."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

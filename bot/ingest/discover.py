@@ -1,0 +1,108 @@
+"""Corpus discovery: which files an ingest looks at, the names they are cited by, and their hashes.
+
+Only `stat` calls here (and a hash when size or mtime changed): an unchanged file costs one stat.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bot.ingest.load import MAX_FILE_BYTES, is_supported
+
+
+@dataclass
+class CorpusFile:
+    path: Path
+    source: str
+    size: int
+    mtime_ns: int
+
+
+def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None]) -> list[CorpusFile]:
+    """Supported files under `roots`, following symlinks but never looping."""
+    found: dict[str, CorpusFile] = {}
+    corpus_abs = corpus.resolve()
+
+    def add(path: Path) -> None:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            on_skip(source_of(path, corpus_abs), f"cannot read ({exc.strerror or exc})")
+            return
+        source = source_of(path, corpus_abs)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read, /dev/zero never end it
+            on_skip(source, "not a regular file")
+            return
+        found[source] = CorpusFile(path, source, st.st_size, st.st_mtime_ns)
+
+    for root in roots:
+        if root.is_file():
+            add(root)
+            continue
+        seen_dirs: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                dirnames[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop or a second way in
+                dirnames[:] = []
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if not os.access(dirpath, os.R_OK | os.X_OK):
+                on_skip(source_of(Path(dirpath), corpus_abs), "permission denied")
+                continue
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if name.startswith(".") or not is_supported(path):
+                    continue
+                add(path)
+    return sorted(found.values(), key=lambda f: f.source)
+
+
+def source_of(path: Path, corpus_abs: Path) -> str:
+    """The name a file is cited by: its path relative to the corpus (lexically, so a symlinked
+    file keeps its own name), or the absolute path for files outside the corpus."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(corpus_abs).as_posix()
+    except ValueError:
+        try:
+            return absolute.relative_to(Path(os.path.abspath(corpus_abs))).as_posix()
+        except ValueError:
+            return absolute.as_posix()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def still_bad(f: CorpusFile, skips: dict[str, tuple[int, int, str]]) -> bool:
+    """Skipped last time and unchanged since. A chmod fixes a read error without touching the
+    mtime, so those are checked again (one access() call)."""
+    entry = skips.get(f.source)
+    if entry is None or entry[:2] != (f.size, f.mtime_ns):
+        return False
+    if "cannot read" in entry[2] or "permission" in entry[2].lower():
+        return not os.access(f.path, os.R_OK)
+    return True
+
+
+def loadable(f: CorpusFile) -> bool:
+    return 0 < f.size <= MAX_FILE_BYTES
+
+
+def in_scope(source: str, prefixes: list[str], whole_corpus: bool) -> bool:
+    if whole_corpus:
+        return True
+    return any(source == p or source.startswith(p.rstrip("/") + "/") for p in prefixes)

@@ -1,0 +1,130 @@
+"""The manifest: per-file state of an index (content hash, chunk count, `pending`/`done`) and the
+index-wide settings (embedding model and precision, chunking, generation), in
+`<index>/manifest.sqlite3`; and the lock that lets one ingest at a time write an index.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from filelock import FileLock, Timeout
+
+from bot.config import Settings
+from bot.embed import MODEL_NAME, resolve_precision
+from bot.errors import IndexProblem
+
+
+class Manifest:
+    """Per-file state and index-wide settings, in `<index>/manifest.sqlite3`."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS files (source TEXT PRIMARY KEY, sha256 TEXT, size INTEGER, "
+            "mtime_ns INTEGER, n_chunks INTEGER, state TEXT, title TEXT)"
+        )
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        # Files that could not be indexed, by size+mtime: not read again until they change.
+        self.db.execute("CREATE TABLE IF NOT EXISTS skipped (source TEXT PRIMARY KEY, size INTEGER, "
+                        "mtime_ns INTEGER, reason TEXT)")
+
+    def files(self) -> dict[str, sqlite3.Row]:
+        self.db.row_factory = sqlite3.Row
+        rows = self.db.execute("SELECT * FROM files").fetchall()
+        return {r["source"]: r for r in rows}
+
+    def set_file(self, source: str, sha256: str, size: int, mtime_ns: int, n_chunks: int,
+                 state: str, title: str = "") -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (source, sha256, size, mtime_ns, n_chunks, state, title),
+        )
+
+    def skipped(self) -> dict[str, tuple[int, int, str]]:
+        rows = self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped").fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def set_skipped(self, source: str, size: int, mtime_ns: int, reason: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)", (source, size, mtime_ns, reason))
+
+    def clear_skipped(self, source: str) -> None:
+        self.db.execute("DELETE FROM skipped WHERE source = ?", (source,))
+
+    def set_state(self, source: str, state: str) -> None:
+        self.db.execute("UPDATE files SET state = ? WHERE source = ?", (state, source))
+
+    def touch(self, source: str, size: int, mtime_ns: int) -> None:
+        self.db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE source = ?", (size, mtime_ns, source))
+
+    def remove(self, source: str) -> None:
+        self.db.execute("DELETE FROM files WHERE source = ?", (source,))
+
+    def expected_chunks(self) -> int:
+        return self.db.execute("SELECT COALESCE(SUM(n_chunks), 0) FROM files WHERE state = 'done'").fetchone()[0]
+
+    def get(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def put(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def bump_generation(self) -> None:
+        self.put("generation", self.get("generation", 0) + 1)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_manifest_name(settings: Settings) -> str:
+    # A server's collection gets its own manifest, so one index dir can serve several servers.
+    return "manifest.sqlite3" if not settings.chroma_url else f"manifest-{_server_key(settings)}.sqlite3"
+
+
+def open_manifest(settings: Settings) -> Manifest:
+    return Manifest(settings.index / open_manifest_name(settings))
+
+
+def _server_key(settings: Settings) -> str:
+    return hashlib.sha1(f"{settings.chroma_url}|{settings.collection}".encode()).hexdigest()[:12]
+
+
+@contextmanager
+def ingest_lock(index_dir: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """One ingest at a time per index; a second one waits (and says so)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(index_dir / "ingest.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait:
+            on_wait()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def embedding_settings_check(manifest: Manifest, settings: Settings) -> str:
+    """The precision to embed with: the index's own if it has one. Refuse a real mismatch."""
+    stored = manifest.get("embedding")
+    if not stored:
+        return resolve_precision(settings.precision)
+    if stored.get("model") != MODEL_NAME:
+        raise IndexProblem(
+            f"the index was built with {stored.get('model')}, this qabot embeds with {MODEL_NAME}; "
+            "run `qabot ingest --rebuild`"
+        )
+    if settings.precision != "auto" and settings.precision != stored.get("precision"):
+        raise IndexProblem(
+            f"the index was embedded in {stored.get('precision')}, but {settings.precision} was requested; "
+            "run `qabot ingest --rebuild` to re-embed, or drop the precision setting"
+        )
+    return stored["precision"]

@@ -1,0 +1,164 @@
+"""Step 5, answer: question (+ conversation) → `Answer` with numbered, quoted sources.
+
+`QA.answer()` (and `QA.stream()`, which ends the same way) is the one path every front end uses.
+Three plain steps, each replaceable:
+
+    condense (follow-ups → standalone query) → retrieve (dense + BM25, RRF) → answer
+
+The answer step is the extractive answerer, or the LLM answerer when one is configured, with the
+extractive answer as its fallback.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bot.config import Settings
+from bot.embed import Embedder
+from bot.errors import IndexProblem
+from bot.ingest.manifest import embedding_settings_check, open_manifest
+from bot.ingest.status import index_exists
+from bot.qa.condense import condense
+from bot.qa.extractive import PASSAGES_SCANNED, ExtractiveAnswerer
+from bot.qa.question import clean_question
+from bot.qa.retrieve import HybridRetriever
+from bot.schema import Answer, Hit, Turn
+from bot.store.chroma import VectorStore
+
+
+def make_llm_answerer(spec: str, embedder, timeout_s: float = 60.0):
+    """The optional LLM answerer for PROVIDER:MODEL; raises LLMConfigError (one line) if unusable.
+    Imported here, not at the top: langchain's chat models cost ~1 s of start-up that the
+    extractive path never needs."""
+    from bot.qa.llm.answerer import LLMAnswerer
+    from bot.qa.llm.provider import make_chat_model
+
+    return LLMAnswerer(make_chat_model(spec, timeout_s=timeout_s), name=f"llm:{spec}", timeout_s=timeout_s,
+                       embed=embedder.embed)
+
+
+@dataclass
+class _Run:
+    """One question on its way through the steps."""
+
+    question: str
+    history: list[Turn]
+    k: int
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+    query: str = ""
+    hits: list[Hit] = field(default_factory=list)
+    vector: np.ndarray | None = None
+
+
+class QA:
+    """Loads the index, embedder and (optionally) an LLM once; answers many questions."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm_answerer=None) -> None:
+        self.settings = settings
+        if not index_exists(settings):
+            raise IndexProblem(f"no index at {settings.index}; run `qabot ingest` first")
+        manifest = open_manifest(settings)
+        try:
+            precision = embedding_settings_check(manifest, settings)
+            generation = manifest.get("generation", 0)
+        finally:
+            manifest.close()
+        self.embedder = embedder or Embedder(precision=precision)
+        if llm_answerer is None and settings.llm:
+            llm_answerer = make_llm_answerer(settings.llm, self.embedder, settings.llm_timeout)
+        if self.embedder.precision != precision:
+            raise IndexProblem(f"the index was embedded in {precision}, the query embedder runs {self.embedder.precision}")
+        self.store = VectorStore(settings)
+        self.generation = generation
+        self.llm_answerer = llm_answerer
+        self._build(generation)
+
+    def _build(self, generation) -> None:
+        bm25_dir = None if self.settings.chroma_url else self.settings.index / "bm25"
+        self.retriever = HybridRetriever(self.store, self.embedder, bm25_dir, generation)
+        self.extractive = ExtractiveAnswerer(self.embedder, self.retriever.bm25.idf)
+
+    def refresh(self) -> bool:
+        """Pick up a newer index generation (after an ingest); True if it changed."""
+        manifest = open_manifest(self.settings)
+        try:
+            generation = manifest.get("generation", 0)
+        finally:
+            manifest.close()
+        if generation == self.generation:
+            return False
+        self.generation = generation
+        self._build(generation)
+        return True
+
+    def warm_up(self) -> None:
+        self.embedder.warm_up()
+        self.embedder.embed(["warm up"])
+        self.embedder.embed_for_ranking(["warm up", "the first run of a session is slow"])
+
+    # -- the steps
+
+    def _condense(self, run: _Run) -> None:
+        t0 = time.perf_counter()
+        if self.llm_answerer is not None and run.history:
+            run.query = self.llm_answerer.condense(run.question, run.history)
+        else:
+            run.query = condense(run.question, run.history)
+        run.timings["condense"] = (time.perf_counter() - t0) * 1e3
+
+    def _retrieve(self, run: _Run) -> None:
+        run.hits, run.vector = self.retriever.retrieve(run.query, max(run.k, PASSAGES_SCANNED), run.timings)
+
+    def _extractive(self, run: _Run) -> Answer:
+        result = self.extractive.answer(run.query, run.vector, run.hits, asked=run.question)
+        result.question = run.question
+        return result
+
+    def _passages(self, run: _Run) -> tuple[list, list[float]]:
+        passages = run.hits[:run.k]
+        return [h.chunk for h in passages], [h.score for h in passages]
+
+    def _start(self, question: str, history, k) -> _Run:
+        run = _Run(clean_question(question), list(history or []), k or self.settings.k)
+        self._condense(run)
+        self._retrieve(run)
+        return run
+
+    def _finish(self, run: _Run, result: Answer, answer_started: float) -> Answer:
+        run.timings["answer"] = (time.perf_counter() - answer_started) * 1e3
+        if run.query and run.query != run.question:
+            result.standalone_question = run.query
+        result.retrieved = run.hits
+        timings = {**result.timings_ms, **run.timings, "total": (time.perf_counter() - run.started) * 1e3}
+        result.timings_ms = {key: round(value, 2) for key, value in timings.items()}
+        return result
+
+    # -- the entry points
+
+    def answer(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Answer:
+        """The one entry point: every front end calls this (or `stream`, which ends the same way)."""
+        run = self._start(question, history, k)
+        t0 = time.perf_counter()
+        result = None
+        if self.llm_answerer is not None and run.hits:
+            result = self.llm_answerer.answer(run.question, *self._passages(run), run.history)
+        return self._finish(run, result or self._extractive(run), t0)
+
+    def stream(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Iterator[str | Answer]:
+        """Like `answer`, but with an LLM yields its text deltas as they are written (unverified),
+        then always the final `Answer`: the verified LLM answer, or the extractive fallback.
+        Without an LLM it yields just the final `Answer`."""
+        run = self._start(question, history, k)
+        t0 = time.perf_counter()
+        final = None
+        if self.llm_answerer is not None and run.hits:
+            for item in self.llm_answerer.stream(run.question, *self._passages(run), run.history):
+                if isinstance(item, str):
+                    yield item
+                else:
+                    final = item  # the verified Answer, or None: fall back
+        yield self._finish(run, final or self._extractive(run), t0)

@@ -1,0 +1,1 @@
+"""Where chunks and vectors live: the Chroma collection (embedded or on a server), `chroma.py`."""

@@ -1,0 +1,163 @@
+"""Step 3b, store: the Chroma collection that holds chunks and their vectors, embedded under
+`<index>/chroma` or on a Chroma server, and the translation of its failures into one-line errors.
+
+We always pass our own vectors (`embedding_function=None`), so Chroma never downloads its default
+model. A server that goes away or refuses a request is an `IndexProblem` naming what to do.
+"""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlparse
+
+import chromadb
+import httpx  # chromadb's HTTP client
+from chromadb import errors as chroma_errors
+from chromadb.config import Settings as ChromaSettings
+
+from bot.config import Settings
+from bot.errors import IndexProblem, one_line
+from bot.schema import Chunk
+
+UPSERT_BATCH = 512  # chunks per Chroma write; also the unit of progress and crash loss
+
+
+class VectorStore:
+    """The Chroma collection: embedded under `<index>/chroma`, or a Chroma server."""
+
+    def __init__(self, settings: Settings, create: bool = True) -> None:
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        self.url = settings.chroma_url
+        if settings.chroma_url:
+            url = urlparse(settings.chroma_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise IndexProblem(f"not a Chroma server URL: {settings.chroma_url!r} (expected http://host:port)")
+            try:
+                self.client = chromadb.HttpClient(
+                    host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000),
+                    ssl=url.scheme == "https", settings=chroma_settings,
+                    headers={"Authorization": f"Bearer {settings.chroma_token}"} if settings.chroma_token else None,
+                )
+                self.client.heartbeat()
+            except Exception as exc:
+                if _is_auth_error(exc):
+                    raise _refused(settings.chroma_url, exc) from None
+                raise IndexProblem(f"cannot reach the Chroma server at {settings.chroma_url} ({one_line(exc)})") from None
+        else:
+            self.client = chromadb.PersistentClient(path=str(settings.index / "chroma"), settings=chroma_settings)
+        # We always pass our own vectors: embedding_function=None keeps Chroma from ever
+        # downloading its default ONNX model.
+        with self._server_call():
+            if create:
+                try:
+                    self.collection = self.client.get_or_create_collection(
+                        settings.collection, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+                    )
+                except IndexProblem:
+                    raise
+                except Exception as exc:
+                    if _is_connection_error(exc):
+                        raise
+                    raise IndexProblem(f"cannot open the collection {settings.collection!r}: {one_line(exc)}") from None
+            else:
+                self.collection = self.client.get_collection(settings.collection, embedding_function=None)
+
+    @contextmanager
+    def _server_call(self) -> Iterator[None]:
+        """A server that goes away mid-run is a one-line error, not a traceback. Whatever was
+        half written is repaired by the next ingest (see the module docstring)."""
+        try:
+            yield
+        except Exception as exc:
+            if self.url and _is_connection_error(exc):
+                raise IndexProblem(f"lost the connection to the Chroma server at {self.url} "
+                                  f"({one_line(exc)}); run the command again once it is back") from None
+            if self.url and _is_auth_error(exc):
+                raise _refused(self.url, exc) from None
+            raise
+
+    def count(self) -> int:
+        with self._server_call():
+            return self.collection.count()
+
+    def upsert(self, chunks: list[Chunk], vectors) -> None:
+        for i in range(0, len(chunks), UPSERT_BATCH):
+            part = chunks[i:i + UPSERT_BATCH]
+            with self._server_call():
+                self.collection.upsert(
+                    ids=[c.id for c in part],
+                    embeddings=vectors[i:i + UPSERT_BATCH],
+                    documents=[c.text for c in part],
+                    metadatas=[chunk_metadata(c) for c in part],
+                )
+
+    def delete_source(self, source: str) -> None:
+        with self._server_call():
+            self.collection.delete(where={"source": source})
+
+    def delete_source_except(self, source: str, keep: set[str]) -> None:
+        """Delete a source's chunks other than `keep` (what is left of an older, longer version)."""
+        with self._server_call():
+            ids = self.collection.get(where={"source": source}, include=[])["ids"]
+        self.delete_ids([i for i in ids if i not in keep])
+
+    def delete_ids(self, ids: list[str]) -> None:
+        for i in range(0, len(ids), UPSERT_BATCH):
+            with self._server_call():
+                self.collection.delete(ids=ids[i:i + UPSERT_BATCH])
+
+    def all_chunks(self, include_text: bool = True) -> list[Chunk]:
+        out: list[Chunk] = []
+        total = self.count()
+        include = ["metadatas", "documents"] if include_text else ["metadatas"]
+        for offset in range(0, total, 5000):
+            with self._server_call():
+                got = self.collection.get(include=include, limit=5000, offset=offset)
+            docs = got.get("documents") or [""] * len(got["ids"])
+            out.extend(chunk_from_record(i, d or "", m) for i, d, m in zip(got["ids"], docs, got["metadatas"]))
+        return out
+
+    def query(self, vector, k: int) -> list[tuple[Chunk, float]]:
+        """Top-k chunks by cosine similarity (1 - Chroma's cosine distance). Chroma returns
+        fewer when the collection holds fewer (no count() first: that was 2 ms a question)."""
+        with self._server_call():
+            got = self.collection.query(query_embeddings=[vector], n_results=k,
+                                        include=["metadatas", "documents", "distances"])
+        return [
+            (chunk_from_record(i, d, m), 1.0 - dist)
+            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+        ]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, (httpx.TransportError, ConnectionError))
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    if isinstance(exc, (chroma_errors.AuthorizationError, chroma_errors.ChromaAuthError)):
+        return True
+    # A proxy's refusal reaches us as a generic error carrying its status or reason.
+    return re.search(r"\b(401|403|unauthorized|forbidden)\b", str(exc), re.IGNORECASE) is not None
+
+
+def _refused(url: str, exc: BaseException) -> IndexProblem:
+    return IndexProblem(f"the Chroma server at {url} refused the request ({one_line(exc)}); "
+                       "set QABOT_CHROMA_TOKEN to its token")
+
+
+def chunk_metadata(chunk: Chunk) -> dict:
+    meta = {"source": chunk.source, "title": chunk.title, "start": chunk.start, "end": chunk.end}
+    if chunk.section:
+        meta["section"] = chunk.section
+    if chunk.page is not None:
+        meta["page"] = chunk.page
+    return meta
+
+
+def chunk_from_record(chunk_id: str, text: str, meta: dict) -> Chunk:
+    return Chunk(
+        id=chunk_id, text=text, source=meta.get("source", ""), title=meta.get("title", ""),
+        section=meta.get("section"), page=meta.get("page"),
+        start=int(meta.get("start", 0)), end=int(meta.get("end", 0)),
+    )

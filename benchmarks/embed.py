@@ -37,33 +37,32 @@ def main(argv=None) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from bot import embed
     from bot.embed import Embedder, model_path
-    from bot.index import EMBED_GROUP as GROUP  # how ingest calls the embedder
+    from bot.ingest.pipeline import EMBED_GROUP as GROUP  # how ingest calls the embedder
 
     texts = pydocs_chunks(args.chunks)
     stock = SentenceTransformer(model_path(), device="cpu")
     ours = Embedder()  # auto precision, as `qabot ingest` runs it
     fp32 = Embedder(precision="fp32")
+    engines = ours.registry  # the process-wide registry both embedders share
 
-    def ours_groups():  # as bot.index calls it: groups of EMBED_GROUP chunks
+    def ours_groups():  # as the ingest pipeline calls it: groups of EMBED_GROUP chunks
         return np.vstack([ours.embed(texts[i:i + GROUP]) for i in range(0, len(texts), GROUP)])
 
+    def run(engine):  # one engine on all the chunks, tokenising included (as `embed` does)
+        return engine.run(engines.tokenizer().encode_batch(texts))
+
     def torch_fp32():
-        return embed._normalise(embed._torch_embed(embed.load_tokenizer().encode_batch(texts), "fp32"))
+        return run(engines.torch("fp32"))
 
     def onnx_fp32():
-        session = embed.onnx_session()
-        if session is None:
-            return None
-        return embed._normalise(embed._onnx_run(session, embed.load_tokenizer().encode_batch(texts)))
+        return run(engines.onnx_fp32())
 
     def torch_ours():
-        return embed._normalise(embed._torch_embed(embed.load_tokenizer().encode_batch(texts), ours.precision))
+        return run(engines.torch(ours.precision))
 
     def openvino_fp32():
-        compiled = embed.openvino_model("fp32")
-        return embed._normalise(embed._openvino_run(compiled, embed.load_tokenizer().encode_batch(texts)))
+        return run(engines.openvino("fp32"))
 
     ours_name = f"ours: {ours.ingest_engine}, as ingest runs it"
     candidates = {
@@ -78,9 +77,9 @@ def main(argv=None) -> dict:
     ours.embed(texts[:64] * 2)
     fp32.warm_up()
     stock.encode(texts[:32])
-    if embed.onnx_session() is None:
+    if engines.onnx_fp32() is None:
         del candidates["ONNX Runtime fp32"]
-    if embed.openvino_model("fp32") is None or ours.precision == "fp32":
+    if engines.openvino("fp32") is None or ours.precision == "fp32":
         del candidates["OpenVINO fp32"]
     if ours.ingest_engine.startswith("torch"):
         del candidates[next(n for n in candidates if n.startswith("torch " + ours.precision))]
@@ -126,7 +125,7 @@ def main(argv=None) -> dict:
     print()
     print(table(["question embedding", "p50 ms", "p95 ms"], [
         ["stock fp32 (ST encode)", median(q_stock), pct(q_stock, 95)],
-        [f"ours ({'ONNX fp32' if embed.onnx_session() is not None else 'torch ' + ours.precision})",
+        [f"ours ({'ONNX fp32' if engines.onnx_fp32() is not None else 'torch ' + ours.precision})",
          median(q_ours), pct(q_ours, 95)],
     ]))
 
@@ -137,7 +136,7 @@ def main(argv=None) -> dict:
               f"{agreement[1]:.1%}, min cos between the two query vectors {agreement[3]:.5f}")
 
     if args.sweep:
-        sweep(texts, ref, ours.precision)
+        sweep(texts, ref, ours)
 
     ratio = median(ratios)
     cos_min = float((vectors[ours_name] * ref).sum(axis=1).min())
@@ -155,15 +154,14 @@ def ranking_agreement(doc_vectors: np.ndarray, embedder):
     """Does embedding the question on the fp32 ONNX engine (as `qabot ask` does) rank the chunks
     as the index's own engine and precision would?"""
     from benchmarks.common import gold_questions
-    from bot import embed
 
-    session = embed.onnx_session()
-    if session is None:
+    onnx = embedder.registry.onnx_fp32()
+    if onnx is None:
         return None
     questions = gold_questions() + QUESTIONS
-    encodings = embed.load_tokenizer().encode_batch(questions)
-    fast = embed._normalise(embed._onnx_run(session, encodings))
-    same = embed._normalise(embedder._ingest_runner()[1](encodings))  # the index's own engine and precision
+    encodings = embedder.registry.tokenizer().encode_batch(questions)
+    fast = onnx.run(encodings)
+    same = embedder.engine_for_ingest().run(encodings)  # the index's own engine and precision
     top = lambda q: [list(np.argsort(-(doc_vectors @ v))[:10]) for v in q]  # noqa: E731
     pairs = list(zip(top(fast), top(same)))
     top1 = sum(a[0] == b[0] for a, b in pairs)
@@ -171,13 +169,12 @@ def ranking_agreement(doc_vectors: np.ndarray, embedder):
     return top1, overlap, len(questions), float((fast * same).sum(axis=1).min())
 
 
-def sweep(texts, ref, precision) -> None:
+def sweep(texts, ref, embedder) -> None:
     """Batch size and thread count of the torch engine (alternating, medians)."""
     import torch
 
-    from bot import embed
-
-    encodings = embed.load_tokenizer().encode_batch(texts)
+    precision, engines = embedder.precision, embedder.registry
+    encodings = engines.tokenizer().encode_batch(texts)
     default_threads = torch.get_num_threads()
     configs = [(bs, default_threads) for bs in (16, 32, 64, 128)]
     if default_threads > 1:
@@ -189,7 +186,7 @@ def sweep(texts, ref, precision) -> None:
             bs, threads = cfg
             torch.set_num_threads(threads)
             t = time.perf_counter()
-            out = embed._normalise(embed._torch_embed(encodings, precision, bs * 256))
+            out = engines.torch(precision, bs * 256).run(encodings)
             times[cfg].append(time.perf_counter() - t)
             cos[cfg] = float((out * ref).sum(axis=1).min())
     torch.set_num_threads(default_threads)

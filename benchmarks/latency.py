@@ -22,7 +22,6 @@ def main(argv=None) -> dict:
         from bot.qa.pipeline import QA
     except ImportError:
         raise SystemExit("bot.answer is not there yet: nothing to measure") from None
-    from bot import embed
     from bot.config import Settings
 
     index = ensure_index(args.corpus)
@@ -45,8 +44,9 @@ def main(argv=None) -> dict:
             for s in steps:
                 if s in answer.timings_ms:
                     steps[s].append(answer.timings_ms[s])
-    engine = "ONNX fp32" if embed.onnx_session() is not None else f"torch {qa.embedder.precision}"
-    engine += f"; answer sentences: {'int8 ONNX' if embed.int8_session() is not None else engine}"
+    engines = qa.embedder.registry  # what answered: the process-wide registry
+    engine = "ONNX fp32" if engines.onnx_fp32() is not None else f"torch {qa.embedder.precision}"
+    engine += f"; answer sentences: {'int8 ONNX' if engines.onnx_int8() is not None else engine}"
     print(f"Warm answers: {len(questions)} gold questions x {args.passes} passes over {index} "
           f"(query embedding: {engine}; {machine()})")
     rows = [[s, median(v), pct(v, 95), max(v)] for s, v in steps.items() if v]

@@ -48,6 +48,14 @@ class Settings:
     llm: str | None = None  # PROVIDER:MODEL of an optional chat model
     llm_timeout: float = 60.0  # seconds before an LLM answer is abandoned for the extractive one
 
+    def __post_init__(self) -> None:
+        for name, low, high in (("chunk_size", 100, 8000), ("chunk_overlap", 0, 4000), ("k", 1, 50)):
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise SettingError(f"{_described(name)} must be between {low} and {high}, got {value}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise SettingError(f"{_described('precision')} must be auto, bf16 or fp32, got {self.precision!r}")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
         """Defaults < environment < explicit overrides (flags); None overrides are ignored."""
@@ -66,6 +74,11 @@ class Settings:
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
+
+
+def _described(name: str) -> str:
+    """A setting as the user meets it: "chunk size (--chunk-size, QABOT_CHUNK_SIZE)"."""
+    return f"{name.replace('_', ' ')} (--{name.replace('_', '-')}, {ENV_NAMES[name]})"
 
 
 def _convert(type_name: str, raw: str, variable: str):

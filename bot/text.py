@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+import Stemmer  # PyStemmer: Snowball in C
+
 WORD = re.compile(r"\w+", re.UNICODE)
 
 STOPWORDS = frozenset("""
@@ -24,10 +26,8 @@ couldn ll re ve d m o y tell say says said know please hi hey thanks thank ok ok
 
 
 @lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")  # made once: building it costs more than stemming a question
 
 
 def stem_words(words: list[str]) -> list[str]:

@@ -20,9 +20,14 @@ def _clean_qabot_env(monkeypatch):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from bot.embed import Embedder
+    """One embedder for the session, on engines that ignore a developer's QABOT_* switches (the
+    per-test clean-up above runs after a session fixture is made)."""
+    from bot.config import cache_dir
+    from bot.embed import Embedder, EngineRegistry, EngineSwitches
 
-    emb = Embedder()
+    emb = Embedder(registry=EngineRegistry(cache_dir=cache_dir({k: v for k, v in os.environ.items()
+                                                                 if not k.startswith("QABOT_")}),
+                                           switches=EngineSwitches()))
     emb.warm_up()
     return emb
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,31 +19,52 @@ from test_crash import check_index, start_ingest, subprocess_env, wait_for, writ
 pytestmark = pytest.mark.slow  # each test starts ingest subprocesses that load the model
 
 
-def test_second_ingest_waits_for_the_first(tmp_path):
+class GatedEmbedder:
+    """The session's embedder, running `before_first` at its first call: the ingest that uses it
+    holds the ingest lock by then, and has everything still to embed."""
+
+    def __init__(self, inner, before_first) -> None:
+        self.inner, self.before_first = inner, before_first
+        self.precision, self.settings = inner.precision, inner.settings
+
+    def embed(self, texts, show_progress=False):
+        before_first, self.before_first = self.before_first, None
+        if before_first:
+            before_first()
+        return self.inner.embed(texts, show_progress)
+
+
+def test_second_ingest_waits_for_the_first(tmp_path, embedder):
+    """The first ingest (in-process) starts the second (`python -m bot ingest`) while it holds the
+    lock, and goes on only once the second says it is waiting: no race on who is faster."""
     corpus = tmp_path / "corpus"
     write_corpus(corpus, 10, paragraphs=4)
     settings = Settings(corpus=corpus, index=tmp_path / "index", chunk_size=100, chunk_overlap=0)
-    first = start_ingest(settings, log=tmp_path / "first.log")
+    log2 = tmp_path / "second.log"
+    started: list[subprocess.Popen] = []
+
+    def start_second_and_let_it_wait() -> None:
+        second = start_ingest(settings, log=log2)
+        started.append(second)
+        assert wait_for(lambda: "waiting" in log2.read_text(errors="replace"), second, 120), log2.read_text()
+
+    first_waited: list[bool] = []
     try:
-        # The manifest is created under the lock: once it exists, the first ingest holds the lock
-        # (and still has its model to load and everything to embed).
-        assert wait_for(lambda: (settings.index / "manifest.sqlite3").exists(), first, 120)
-        second = start_ingest(settings, log=tmp_path / "second.log")
-        assert second.wait(300) == 0
-        second_done = time.monotonic()
-        assert first.wait(300) == 0
+        first = ingest(settings, embedder=GatedEmbedder(embedder, start_second_and_let_it_wait),
+                       on_wait=lambda: first_waited.append(True))
+        assert started and started[0].wait(300) == 0
     finally:
-        for proc in (first, locals().get("second")):
-            if proc is not None and proc.poll() is None:
+        for proc in started:
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    log1 = (tmp_path / "first.log").read_text()
-    log2 = (tmp_path / "second.log").read_text()
-    assert "Another ingest is running on this index; waiting" in log2, log2
-    assert "Another ingest" not in log1
-    assert "10 added" in log1 and "0 chunks embedded" in log2 and "10 unchanged" in log2, (log1, log2)
-    assert "Traceback" not in log1 + log2
-    assert second_done  # (the second ended only after the first released the lock: it embedded nothing)
+    log2_text = log2.read_text()
+    assert "Another ingest is running on this index; waiting" in log2_text, log2_text
+    assert first_waited == []
+    # The second ran only after the first had finished: it found everything done, embedded nothing.
+    assert first.added == 10 and "0 chunks embedded" in log2_text and "10 unchanged" in log2_text, \
+        (first.summary_line(), log2_text)
+    assert "Traceback" not in log2_text
     check_index(settings)
 
 
@@ -116,7 +136,8 @@ def test_queries_keep_working_during_an_ingest(tmp_path, embedder):
     finally:
         done.set()
         stop.touch()
-        thread.join(30)
+        if thread.ident is not None:  # started
+            thread.join(30)
         try:
             out, err = reader.communicate(timeout=60)
         finally:

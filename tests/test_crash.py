@@ -1,8 +1,9 @@
-"""Crash safety of the incremental ingest (bot/index.py).
+"""Crash safety of the incremental ingest (bot/ingest/pipeline.py, bot/ingest/repair.py).
 
 Two layers:
 - fast, in-process: a fault is injected before *every* write the ingest makes (manifest rows and
-  Chroma calls, one at a time), then the next ingest must leave an exact index;
+  Chroma calls, one at a time: `ingest()` is handed a store and a manifest that count their
+  writes), then the next ingest must leave an exact index;
 - slow, real: a `python -m bot ingest` subprocess is killed with SIGKILL at several moments
   (while files are marked pending, after some are done, at a random time), files are edited
   and deleted in between, and the next run must repair everything.
@@ -26,7 +27,7 @@ import numpy as np
 import pytest
 
 from bot.config import Settings
-from bot.ingest.manifest import Manifest, open_manifest
+from bot.ingest.manifest import Manifest, open_manifest, open_manifest_name
 from bot.ingest.pipeline import ingest
 from bot.store.chroma import VectorStore
 
@@ -166,26 +167,51 @@ class Crash(Exception):
     pass
 
 
-WRITES = [(VectorStore, "upsert"), (VectorStore, "delete_source"), (VectorStore, "delete_ids"),
-          (VectorStore, "delete_source_except"),
-          (Manifest, "set_file"), (Manifest, "set_state"), (Manifest, "remove"), (Manifest, "touch")]
-ORIGINALS = {(cls, name): getattr(cls, name) for cls, name in WRITES}
+def counting_writes(cls: type, writes: tuple[str, ...]) -> type:
+    """A subclass of `cls` whose `writes` tell the instance's `faults` before they run (a write
+    that calls another, as delete_source_except calls delete_ids, is counted for both)."""
+
+    def counted(name: str):
+        original = getattr(cls, name)
+
+        def method(self, *args, **kwargs):
+            self.faults.before_write(name)
+            return original(self, *args, **kwargs)
+
+        return method
+
+    return type(f"Counting{cls.__name__}", (cls,), {name: counted(name) for name in writes})
 
 
-def inject_faults(monkeypatch, fail_at: int | None) -> list[str]:
-    """Count every write; raise Crash just before write number `fail_at` (1-based)."""
-    calls: list[str] = []
-    for cls, name in WRITES:
-        original = ORIGINALS[cls, name]
+CountingStore = counting_writes(VectorStore, ("upsert", "delete_source", "delete_ids", "delete_source_except"))
+CountingManifest = counting_writes(Manifest, ("set_file", "set_state", "remove", "touch"))
 
-        def wrapper(self, *args, _original=original, _name=name, **kwargs):
-            calls.append(_name)
-            if fail_at is not None and len(calls) == fail_at:
-                raise Crash(_name)
-            return _original(self, *args, **kwargs)
 
-        monkeypatch.setattr(cls, name, wrapper)
-    return calls
+class Faults:
+    """What `ingest()` is handed to open its store and manifest: both count every write, and the
+    write number `fail_at` (1-based) raises Crash instead of running."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.calls: list[str] = []
+
+    def before_write(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail_at is not None and len(self.calls) == self.fail_at:
+            raise Crash(name)
+
+    def open_store(self, settings: Settings) -> VectorStore:
+        store = CountingStore(settings)
+        store.faults = self
+        return store
+
+    def open_manifest(self, settings: Settings) -> Manifest:
+        manifest = CountingManifest(settings.index / open_manifest_name(settings))
+        manifest.faults = self
+        return manifest
+
+    def ingest(self, settings: Settings, **kwargs):
+        return ingest(settings, open_store=self.open_store, open_manifest=self.open_manifest, **kwargs)
 
 
 def mutate(corpus: Path) -> None:
@@ -207,36 +233,31 @@ def small(tmp_path):
     return small_settings(tmp_path)
 
 
-def test_fault_before_any_write_is_repaired_by_the_next_run(monkeypatch, tmp_path):
+def test_fault_before_any_write_is_repaired_by_the_next_run(tmp_path):
     """For every write an incremental ingest makes (with edits, a deletion and an addition to
     apply): fail just before it, fail again somewhere in the repairing run, then run clean."""
-    import bot.index
-
-    monkeypatch.setattr(bot.index, "EMBED_GROUP", 16)  # several groups, so faults land between them
     fake = FakeEmbedder()
 
     def scenario(name: str, fail_at: int | None, fail_again: int | None) -> int:
         settings = small_settings(tmp_path / name)
-        inject_faults(monkeypatch, None)
-        ingest(settings, embedder=fake)
+        options = dict(embedder=fake, embed_group=16)  # several groups, so faults land between them
+        ingest(settings, **options)
         mutate(settings.corpus)
-        calls = inject_faults(monkeypatch, fail_at)
+        faults = Faults(fail_at)
         try:
-            ingest(settings, embedder=fake)
+            faults.ingest(settings, **options)
         except Crash:
-            inject_faults(monkeypatch, fail_again)
             try:
-                ingest(settings, embedder=fake)
+                Faults(fail_again).ingest(settings, **options)
             except Crash:
                 pass
         else:
-            assert fail_at is None or fail_at > len(calls)
-        inject_faults(monkeypatch, None)
-        report = ingest(settings, embedder=fake)
+            assert fail_at is None or fail_at > len(faults.calls)
+        report = ingest(settings, **options)
         assert check_index(settings) == report.chunks_total, f"fault before write {fail_at}/{fail_again}"
-        again = ingest(settings, embedder=fake)  # ...and the run after that has nothing to do
+        again = ingest(settings, **options)  # ...and the run after that has nothing to do
         assert not again.changed and again.chunks_embedded == 0, f"fault before write {fail_at}/{fail_again}"
-        return len(calls)
+        return len(faults.calls)
 
     n_writes = scenario("probe", None, None)
     assert n_writes >= 12
@@ -244,15 +265,13 @@ def test_fault_before_any_write_is_repaired_by_the_next_run(monkeypatch, tmp_pat
         scenario(f"f{fail_at}", fail_at, 1 + fail_at % 9)
 
 
-def test_fault_during_rebuild_is_repaired(small, monkeypatch):
+def test_fault_during_rebuild_is_repaired(small):
     fake = FakeEmbedder()
     ingest(small, embedder=fake)
     expected = expected_chunks(small)
     for fail_at in (1, 2, 5, 20):
-        inject_faults(monkeypatch, fail_at)
         with pytest.raises(Crash):
-            ingest(small, rebuild=True, embedder=fake)
-        inject_faults(monkeypatch, None)
+            Faults(fail_at).ingest(small, rebuild=True, embedder=fake)
         ingest(small, embedder=fake)
         check_index(small, expected)
 

@@ -24,6 +24,7 @@ from bot.config import DiscordConfig
 from bot.discord_bot.client import QABot, apply_endpoints
 from bot.errors import QuestionError as UserFacingError
 from bot.config import parse_rate_limit
+from bot.errors import SettingError
 from bot.discord_bot.ratelimit import RateLimiter
 from bot.feedback.votes import FeedbackStore
 from bot.schema import REFUSAL_TEXT, Answer, Turn
@@ -443,7 +444,7 @@ def test_rate_limiter_window():
     assert limiter.hit(1) == 0.0
     assert parse_rate_limit("5/60") == (5, 60.0) and parse_rate_limit("0") == (0, 0.0)
     assert RateLimiter(0, 0).hit(1) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(SettingError):
         parse_rate_limit("five per minute")
 
 
@@ -460,7 +461,7 @@ def test_config_from_env():
         frozenset({1, 2}), frozenset({3}), False, (2, 10.0))
     assert cfg.allows(1, 3) and cfg.allows(2, 99, parent_id=3)
     assert not cfg.allows(1, 4) and not cfg.allows(5, 3) and not cfg.allows(None, None)
-    with pytest.raises(ValueError):
+    with pytest.raises(SettingError):
         DiscordConfig.from_env({"QABOT_ALLOWED_GUILDS": "general"})
 
 

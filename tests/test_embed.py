@@ -1,10 +1,25 @@
-"""The embedder: precision detection and fallback, unit vectors, bf16/ONNX fidelity, stable settings."""
+"""The embedder: precision detection and fallback, unit vectors, bf16/ONNX fidelity, stable settings.
+
+Engines are chosen through the seams `EngineRegistry` offers (its cache directory, switches, CPU
+flags, fidelity floors, or a subclass); nothing here patches a module attribute."""
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from bot import embed
-from bot.embed import Embedder, resolve_precision, token_batches
+from bot.embed import Embedder, EngineRegistry, EngineSwitches, FidelityFloors, cpu_flags, resolve_precision
+from bot.embed.batching import SMALL_INPUT_TOKENS, token_batches, total_tokens
+from bot.embed.engines import OnnxEngine, new_session
+from bot.embed.export import root_records_dropped
+from bot.embed.model import read_cpu_flags
+from bot.errors import SettingError
 
+REPO = Path(__file__).resolve().parent.parent
 TEXTS = [
     "When will Russia leave the International Space Station?",
     "Roscosmos said the country would withdraw from the station after 2024.",
@@ -12,10 +27,32 @@ TEXTS = [
     "x",
     "A list is mutable; a tuple is not. " * 40,  # longer than the 256-token window
 ]
+ALL_OFF = EngineSwitches(onnx=False, int8=False, openvino=False)
 
 
-def with_flags(monkeypatch, flags):
-    monkeypatch.setattr(embed, "cpu_flags", lambda: frozenset(flags))
+@pytest.fixture(scope="module")
+def shared():
+    """The process-wide registry every Embedder uses by default."""
+    return EngineRegistry.default()
+
+
+@pytest.fixture(scope="module")
+def exported(shared):
+    """The shared registry, with the ONNX export (and its int8 copy) in its cache."""
+    if shared.onnx_export() is None:
+        pytest.skip("onnx/onnxruntime not installed: everything runs on torch")
+    shared.ensure_onnx_export()
+    return shared
+
+
+def large(texts: list[str]) -> list[str]:
+    """`texts` repeated until they are more than a small input: as large as an ingest group."""
+    tokens = total_tokens(EngineRegistry.default().tokenizer().encode_batch(texts))
+    return texts * (SMALL_INPUT_TOKENS // tokens + 1)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1)
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -24,25 +61,28 @@ def with_flags(monkeypatch, flags):
     ({"avx2", "avx512f"}, "fp32"),  # no native bf16: emulation would be slower than fp32
     (set(), "fp32"),  # no /proc/cpuinfo (macOS, containers without it)
 ])
-def test_auto_precision_follows_cpu_flags(monkeypatch, flags, expected):
-    with_flags(monkeypatch, flags)
-    assert resolve_precision("auto") == expected
-    assert Embedder().precision == expected
-    assert Embedder(precision="fp32").precision == "fp32"  # explicit wins
+def test_auto_precision_follows_cpu_flags(flags, expected):
+    registry = EngineRegistry(cpu_flags=flags)
+    assert resolve_precision("auto", frozenset(flags)) == expected
+    assert registry.resolve_precision("auto") == expected
+    assert Embedder(registry=registry).precision == expected
+    assert Embedder(precision="fp32", registry=registry).precision == "fp32"  # explicit wins
 
 
 def test_unknown_precision_is_refused():
-    with pytest.raises(ValueError, match="unknown precision"):
+    with pytest.raises(SettingError, match="unknown precision"):
         resolve_precision("int8")
+    with pytest.raises(SettingError, match="unknown precision"):
+        Embedder(precision="int8")
 
 
-def test_cpu_flags_read_from_proc(monkeypatch):
-    embed.cpu_flags.cache_clear()
-    try:
-        flags = embed.cpu_flags()
-        assert isinstance(flags, frozenset)
-    finally:
-        embed.cpu_flags.cache_clear()
+def test_cpu_flags_read_from_proc(tmp_path):
+    assert isinstance(cpu_flags(), frozenset)
+    assert EngineRegistry().cpu_flags == cpu_flags()  # a registry reads this machine's by default
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 amx_bf16\n", encoding="utf-8")
+    assert read_cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16"}
+    assert read_cpu_flags(tmp_path / "missing") == frozenset()
 
 
 def test_settings_are_stable():
@@ -51,6 +91,13 @@ def test_settings_are_stable():
         "model": "sentence-transformers/all-MiniLM-L6-v2", "precision": "bf16", "dim": 384, "normalized": True,
     }
     assert Embedder(precision="fp32").settings["precision"] == "fp32"
+
+
+def test_embedders_share_the_default_registry():
+    a, b = Embedder(), Embedder(precision="fp32")
+    assert a.registry is b.registry is EngineRegistry.default()
+    own = EngineRegistry()
+    assert Embedder(registry=own).registry is own is not EngineRegistry.default()
 
 
 def test_token_batches_cover_every_text_once_within_budget():
@@ -65,8 +112,8 @@ def test_token_batches_cover_every_text_once_within_budget():
     assert longest == sorted(longest, reverse=True)  # longest first: similar lengths together
 
 
-def test_tokenizer_truncates_like_the_model_and_does_not_pad():
-    tokenizer = embed.load_tokenizer()
+def test_tokenizer_truncates_like_the_model_and_does_not_pad(shared):
+    tokenizer = shared.tokenizer()
     assert len(tokenizer.encode("short text").ids) < 10
     assert len(tokenizer.encode(TEXTS[-1]).ids) == 256
 
@@ -80,120 +127,170 @@ def test_vectors_are_unit_length_float32(precision):
     assert Embedder(precision=precision).embed([]).shape == (0, 384)
 
 
-def test_bf16_matches_fp32_on_torch():
-    tokenizer = embed.load_tokenizer()
-    encodings = tokenizer.encode_batch(TEXTS)
-    fp32 = embed._normalise(embed._torch_embed(encodings, "fp32"))
-    bf16 = embed._normalise(embed._torch_embed(encodings, "bf16"))
-    assert (fp32 * bf16).sum(axis=1).min() >= 0.999
+def test_bf16_matches_fp32_on_torch(shared):
+    encodings = shared.tokenizer().encode_batch(TEXTS)
+    fp32, bf16 = shared.torch("fp32").run(encodings), shared.torch("bf16").run(encodings)
+    assert cosines(fp32, bf16).min() >= 0.999
 
 
-def test_torch_engine_matches_stock_sentence_transformers():
-    stock = embed.load_model().encode(TEXTS, normalize_embeddings=True)
-    ours = embed._normalise(embed._torch_embed(embed.load_tokenizer().encode_batch(TEXTS), "fp32"))
-    assert (stock * ours).sum(axis=1).min() >= 0.9999
+def test_torch_engine_matches_stock_sentence_transformers(shared):
+    stock = shared.sentence_transformer().encode(TEXTS, normalize_embeddings=True)
+    ours = shared.torch("fp32").run(shared.tokenizer().encode_batch(TEXTS))
+    assert cosines(stock, ours).min() >= 0.9999
 
 
-def test_onnx_engine_matches_torch():
-    if embed.export_onnx() is None:
-        pytest.skip("onnx/onnxruntime not installed: everything runs on torch")
-    session = embed._new_session(embed.onnx_model_file())
-    encodings = embed.load_tokenizer().encode_batch(TEXTS)
-    ours = embed._normalise(embed._onnx_run(session, encodings))
-    torch_fp32 = embed._normalise(embed._torch_embed(encodings, "fp32"))
-    assert (ours * torch_fp32).sum(axis=1).min() >= 0.9999
+def test_onnx_engine_matches_torch(exported):
+    encodings = exported.tokenizer().encode_batch(TEXTS)
+    ours = OnnxEngine(session=new_session(exported.onnx_model_file())).run(encodings)
+    assert cosines(ours, exported.torch("fp32").run(encodings)).min() >= 0.9999
 
 
-def test_query_and_documents_agree_whatever_the_engine(monkeypatch):
+def test_query_and_documents_agree_whatever_the_engine():
     emb = Embedder(precision="bf16")
     query = np.array(emb.embed_query(TEXTS[0]))  # small input: ONNX where available
-    monkeypatch.setattr(embed, "SMALL_INPUT_TOKENS", 0)  # as large as an ingest group: torch
-    docs = emb.embed(TEXTS)
+    documents = large(TEXTS)  # as large as an ingest group: the ingest engine
+    assert emb.engine_for(emb.registry.tokenizer().encode_batch(documents)).name == emb.ingest_engine
+    docs = emb.embed(documents)
     assert float(docs[0] @ query) >= 0.999
     assert np.allclose(emb.embed_documents(TEXTS[:2]), emb.embed(TEXTS[:2]), atol=1e-6)
 
 
-def test_falls_back_to_torch_without_onnx(monkeypatch):
-    monkeypatch.setattr(embed, "_session", None)
-    monkeypatch.setattr(embed, "_session_tried", True)  # as if no export / onnxruntime missing
-    emb = Embedder(precision="fp32")
+def test_falls_back_to_torch_without_onnx(tmp_path):
+    emb = Embedder(precision="fp32", registry=EngineRegistry(cache_dir=tmp_path, switches=ALL_OFF))
     emb.warm_up()
+    assert emb.engine_for(emb.registry.tokenizer().encode_batch(TEXTS[:2])).name == "torch fp32"
+    assert emb.ingest_engine == "torch fp32"
     vectors = emb.embed(TEXTS[:2])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(emb.embed_for_ranking(TEXTS[:2]), vectors, atol=1e-6)
+    assert not list(tmp_path.iterdir())  # nothing exported with ONNX off
 
 
 def test_onnx_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("QABOT_ONNX", "0")
-    assert not embed.onnx_enabled()
+    assert not EngineSwitches.from_env().onnx
+    registry = EngineRegistry()  # switches read from the environment, once, now
     monkeypatch.setenv("QABOT_ONNX", "1")
-    assert embed.onnx_enabled()
+    assert EngineSwitches.from_env().onnx
+    assert not registry.switches.onnx
+    assert registry.onnx_fp32() is None and registry.onnx_int8() is None and registry.openvino("fp32") is None
+    assert Embedder(precision="fp32", registry=registry).ingest_engine == "torch fp32"
+    monkeypatch.setenv("QABOT_ONNX", "maybe")
+    with pytest.raises(SettingError, match="QABOT_ONNX"):
+        EngineRegistry()
+
+
+def test_an_export_made_in_process_is_picked_up(tmp_path):
+    """A fresh cache: the first torch run exports (and quantizes) into it, atomically, and the next
+    short input runs on that export."""
+    registry = EngineRegistry(cache_dir=tmp_path, switches=EngineSwitches(openvino=False))
+    emb = Embedder(precision="fp32", registry=registry)
+    assert registry.onnx_fp32() is None  # an empty cache has no export
+    emb.warm_up()  # no export yet: loads torch, which exports
+    if not registry.onnx_model_file().exists():
+        pytest.skip("onnx/onnxruntime not installed: everything runs on torch")
+    assert registry.onnx_model_file().is_relative_to(tmp_path)
+    assert sorted(p.name for p in registry.onnx_model_file().parent.iterdir()) == ["model.int8.onnx", "model.onnx"]
+    assert emb.engine_for(registry.tokenizer().encode_batch(TEXTS)).name == "ONNX Runtime fp32"
+    assert cosines(emb.embed(TEXTS), registry.torch("fp32").run(registry.tokenizer().encode_batch(TEXTS))).min() >= 0.9999
 
 
 @pytest.mark.parametrize("precision, min_cos", [("bf16", 0.999), ("fp32", 0.9999)])
-def test_openvino_engine_matches_torch_fp32(precision, min_cos):
-    compiled = embed.openvino_model(precision)
-    if compiled is None:
+def test_openvino_engine_matches_torch_fp32(shared, precision, min_cos):
+    engine = shared.openvino(precision)
+    if engine is None:
         pytest.skip("openvino not installed: ingest embeds on torch")
-    encodings = embed.load_tokenizer().encode_batch(TEXTS)
-    ours = embed._normalise(embed._openvino_run(compiled, encodings))
-    torch_fp32 = embed._normalise(embed._torch_embed(encodings, "fp32"))
-    assert (ours * torch_fp32).sum(axis=1).min() >= min_cos
+    encodings = shared.tokenizer().encode_batch(TEXTS)
+    assert cosines(engine.run(encodings), shared.torch("fp32").run(encodings)).min() >= min_cos
 
 
-def test_large_inputs_go_to_openvino(monkeypatch):
-    if embed.openvino_model("bf16") is None:
+class NoTorchRegistry(EngineRegistry):
+    def torch(self, precision, batch_tokens=None):
+        pytest.fail("torch used for ingest")
+
+
+def test_large_inputs_go_to_openvino(shared):
+    if shared.openvino("bf16") is None:
         pytest.skip("openvino not installed: ingest embeds on torch")
-    emb = Embedder(precision="bf16")
+    registry = NoTorchRegistry()
+    emb = Embedder(precision="bf16", registry=registry)
     assert emb.ingest_engine == "OpenVINO bf16"
-    monkeypatch.setattr(embed, "SMALL_INPUT_TOKENS", 0)  # as large as an ingest group
-    monkeypatch.setattr(embed, "_torch_embed", lambda *a, **k: pytest.fail("torch used for ingest"))
-    expected = embed._normalise(embed._openvino_run(embed.openvino_model("bf16"),
-                                                    embed.load_tokenizer().encode_batch(TEXTS)))
-    assert np.allclose(emb.embed(TEXTS), expected, atol=1e-6)
+    documents = large(TEXTS)
+    expected = registry.openvino("bf16").run(registry.tokenizer().encode_batch(documents))
+    assert np.allclose(emb.embed(documents), expected, atol=1e-6)
 
 
-def test_openvino_that_disagrees_is_not_used(monkeypatch):
-    monkeypatch.setattr(embed, "_openvino", {})
-    monkeypatch.setattr(embed, "OPENVINO_MIN_COSINE", 1.01)  # nothing can agree this well
-    emb = Embedder(precision="bf16")
+def test_openvino_that_disagrees_is_not_used(exported):
+    emb = Embedder(precision="bf16", registry=EngineRegistry(floors=FidelityFloors(openvino=1.01)))  # nothing agrees this well
+    assert emb.registry.openvino("bf16") is None
     assert emb.ingest_engine == "torch bf16"
-    monkeypatch.setattr(embed, "SMALL_INPUT_TOKENS", 0)
-    assert np.allclose(np.linalg.norm(emb.embed(TEXTS), axis=1), 1.0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(emb.embed(large(TEXTS)), axis=1), 1.0, atol=1e-5)
 
 
-def test_openvino_can_be_switched_off(monkeypatch):
-    monkeypatch.setattr(embed, "_openvino", {})
+def test_openvino_can_be_switched_off(monkeypatch, exported):
     monkeypatch.setenv("QABOT_OPENVINO", "0")
-    assert Embedder(precision="fp32").ingest_engine == "ONNX Runtime fp32"
-    assert Embedder(precision="bf16").ingest_engine == "torch bf16"
+    registry = EngineRegistry()
+    assert registry.switches == EngineSwitches(onnx=True, int8=True, openvino=False)
+    assert Embedder(precision="fp32", registry=registry).ingest_engine == "ONNX Runtime fp32"
+    assert Embedder(precision="bf16", registry=registry).ingest_engine == "torch bf16"
 
 
 def test_int8_ranking_vectors_stay_close_to_fp32_and_rank_alike():
     emb = Embedder()
-    if embed.int8_session() is None:
+    if emb.registry.onnx_int8() is None:
         pytest.skip("onnxruntime quantization not available: sentences are ranked in fp32")
     fast, exact = emb.embed_for_ranking(TEXTS), emb.embed(TEXTS)
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
-    assert (fast * exact).sum(axis=1).min() >= embed.INT8_MIN_COSINE
+    assert cosines(fast, exact).min() >= FidelityFloors().int8
     question = exact[0]
     assert np.argsort(-(fast[1:] @ question))[0] == np.argsort(-(exact[1:] @ question))[0] == 0
     assert emb.embed_for_ranking([]).shape == (0, 384)
 
 
-def test_int8_model_that_strays_is_not_used(monkeypatch, tmp_path):
-    if embed.onnx_session() is None:
-        pytest.skip("no ONNX export: sentences are ranked on torch")
-    monkeypatch.setattr(embed, "int8_model_file", lambda: tmp_path / "model.int8.onnx")
-    monkeypatch.setattr(embed, "_int8", [])
-    monkeypatch.setattr(embed, "INT8_MIN_COSINE", 1.01)  # nothing quantized agrees this well
-    emb = Embedder()
+def test_int8_model_that_strays_is_not_used(exported, tmp_path):
+    registry = EngineRegistry(cache_dir=tmp_path, floors=FidelityFloors(int8=1.01))  # nothing quantized agrees this well
+    folder = registry.onnx_model_file().parent
+    folder.mkdir(parents=True)
+    registry.onnx_model_file().write_bytes(exported.onnx_model_file().read_bytes())  # the same export, no int8 copy
+    root, root_filters = logging.getLogger(), list(logging.getLogger().filters)
+    emb = Embedder(registry=registry)
+    assert registry.onnx_int8() is None
     assert np.allclose(emb.embed_for_ranking(TEXTS[:2]), emb.embed(TEXTS[:2]), atol=1e-6)
-    assert not list(tmp_path.iterdir())  # neither the rejected model nor a temporary file is left
+    assert [p.name for p in folder.iterdir()] == ["model.onnx"]  # neither the rejected model nor a temporary file
+    assert root.filters == root_filters and logging.root.manager.disable == logging.NOTSET  # quieting undone
 
 
-def test_int8_can_be_switched_off(monkeypatch):
-    monkeypatch.setattr(embed, "_int8", [])
+def test_quantizer_advice_is_dropped_and_nothing_else(caplog):
+    """Only this thread's sub-ERROR records logged straight on the root logger (the quantizer's
+    advice) are dropped while quantizing; nothing is disabled process-wide."""
+    caplog.set_level(logging.INFO)
+    with root_records_dropped():
+        logging.warning("advice from the quantizer")
+        logging.getLogger("bot.elsewhere").warning("a named logger's warning")
+        other = threading.Thread(target=logging.warning, args=("another thread's warning",))
+        other.start()
+        other.join()
+        logging.error("an error")
+    logging.info("after")
+    assert [r.getMessage() for r in caplog.records] == [
+        "a named logger's warning", "another thread's warning", "an error", "after"]
+
+
+def test_int8_can_be_switched_off(monkeypatch, exported):
     monkeypatch.setenv("QABOT_INT8", "0")
-    emb = Embedder()
-    assert embed.int8_session() is None
+    registry = EngineRegistry()
+    assert not registry.switches.int8
+    emb = Embedder(registry=registry)
+    assert registry.onnx_int8() is None
     assert np.allclose(emb.embed_for_ranking(TEXTS[:2]), emb.embed(TEXTS[:2]), atol=1e-6)
+
+
+def test_questions_do_not_import_torch_once_exported(exported):
+    """`qabot ask`'s embedding path, in a fresh process: ONNX Runtime only."""
+    code = ("import sys; from bot.embed import Embedder; e = Embedder(); e.warm_up(); e.embed(['a question']);"
+            "e.embed_for_ranking(['one sentence', 'another']);"
+            "print(sorted(m for m in ('torch', 'openvino', 'sentence_transformers') if m in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QABOT_")} | {"QABOT_CACHE": str(exported.cache_dir)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

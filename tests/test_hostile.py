@@ -13,6 +13,11 @@ from click.testing import CliRunner
 
 from bot.cli.main import cli
 from bot.config import Settings
+from bot.ingest.discover import can_read, discover, file_sha256
+from bot.ingest.load import LoadError, load_document
+from bot.ingest.manifest import open_manifest
+from bot.ingest.pipeline import IngestReport, ingest
+from bot.ingest.status import corpus_changed
 from bot.store.chroma import VectorStore
 from conftest import write_pdf
 
@@ -62,14 +67,37 @@ def build_hostile_corpus(corpus: Path) -> None:
     (corpus / "data.csv").write_text("not,a,document\n")  # unsupported: ignored silently
 
 
+def as_root_cannot_read(name: str):
+    """The seams that make `name` unreadable, as chmod 0 does for anyone but root (who may read
+    anything): discovery's permission check says no, and hashing it is refused."""
+
+    def readable(path) -> bool:
+        return Path(path).name != name and can_read(path)
+
+    def hasher(path) -> str:
+        if Path(path).name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return file_sha256(path)
+
+    return {"readable": readable, "hasher": hasher}
+
+
+def ingest_lines(settings: Settings, embedder, **seams) -> tuple[IngestReport, str]:
+    """An in-process ingest with the seams, and the lines `qabot ingest` prints for it: one
+    `skipped SOURCE: REASON` per skip, then the summary line."""
+    lines: list[str] = []
+    report = ingest(settings, embedder=embedder, on_skip=lambda source, reason: lines.append(
+        f"skipped {source}: {reason}"), **seams)
+    lines.append(report.summary_line())
+    return report, "\n".join(lines)
+
+
 def test_hostile_corpus_files_are_skipped_with_one_line_each(tmp_path, monkeypatch, embedder):
     import pypdf
 
-    import bot.index
-    import bot.load
-
     corpus = tmp_path / "corpus"
     build_hostile_corpus(corpus)
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
     # A parser bug in pypdf, raising something unexpected from deep inside text extraction.
     original = pypdf.PageObject.extract_text
 
@@ -81,27 +109,17 @@ def test_hostile_corpus_files_are_skipped_with_one_line_each(tmp_path, monkeypat
 
     monkeypatch.setattr(pypdf.PageObject, "extract_text", extract_text)
     if IS_ROOT:  # root reads mode-000 files anyway: make reading secret.txt fail as it would
-        real_open = open
-
-        def guarded_open(path, *args, **kwargs):
-            if Path(path).name == "secret.txt":
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_open(path, *args, **kwargs)
-
-        monkeypatch.setattr(bot.index, "open", guarded_open, raising=False)
-        real_access = os.access
-        monkeypatch.setattr(bot.index.os, "access", lambda p, mode, **kw: Path(p).name != "secret.txt"
-                            and real_access(p, mode, **kw))
+        seams = as_root_cannot_read("secret.txt")
     else:
         (corpus / "secret.txt").chmod(0)
+        seams = {}
 
     started = time.monotonic()
-    result = run(["ingest", "--corpus", str(corpus)], tmp_path / "index")
+    _, output = ingest_lines(settings, embedder, **seams)  # raises (fails the test) on any crash
     seconds = time.monotonic() - started
-    assert result.exit_code == 0, result.stderr
-    assert "Traceback" not in result.output
+    assert "Traceback" not in output
     assert seconds < 60, f"ingest of the hostile corpus took {seconds:.0f} s"
-    skipped = skipped_lines(result.stderr)
+    skipped = skipped_lines(output)
     expected = {
         "binary.txt": "binary",
         "zero.md": "empty",
@@ -119,65 +137,63 @@ def test_hostile_corpus_files_are_skipped_with_one_line_each(tmp_path, monkeypat
     assert set(skipped) == set(expected), skipped
     for source, reason in expected.items():
         assert reason in skipped[source], (source, skipped[source])
-    assert re.search(r"4 added, 0 updated, 0 unchanged, 0 deleted, 12 skipped", result.stderr), result.stderr
+    assert re.search(r"4 added, 0 updated, 0 unchanged, 0 deleted, 12 skipped", output), output
 
-    store = VectorStore(Settings(corpus=corpus, index=tmp_path / "index"))
+    store = VectorStore(settings)
     chunks = store.all_chunks()
     assert {c.source for c in chunks} == {"good.txt", "sub/good.md", "sub/good.pdf", "nested.html"}
     assert any("Zvezda" in c.text for c in chunks if c.source == "nested.html")
 
     # The next run reports the same files without reading any of them again, and an `ask`
     # does not take them for changes (it would re-ingest before every answer).
-    settings = Settings(corpus=corpus, index=tmp_path / "index")
-    assert not bot.index.corpus_changed(settings)
-    file_sha256 = bot.index.file_sha256
+    assert not corpus_changed(settings, readable=seams.get("readable", can_read))
     reads = []
-    monkeypatch.setattr(bot.index, "load_document", lambda *a: reads.append(a) or pytest.fail("read"))
-    monkeypatch.setattr(bot.index, "file_sha256", lambda p: reads.append(p) or pytest.fail("hashed"))
-    again = run(["ingest", "--corpus", str(corpus)], tmp_path / "index")
-    assert again.exit_code == 0 and "0 chunks embedded" in again.stderr, again.stderr
-    assert skipped_lines(again.stderr) == skipped and reads == []
-    monkeypatch.setattr(bot.index, "load_document", bot.load.load_document)
-    monkeypatch.setattr(bot.index, "file_sha256", file_sha256)
+    again, again_output = ingest_lines(
+        settings, embedder, **{**seams, "loader": lambda *a: reads.append(a) or pytest.fail("read"),
+                               "hasher": lambda p: reads.append(p) or pytest.fail("hashed")})
+    assert again.chunks_embedded == 0 and "0 chunks embedded" in again_output, again_output
+    assert skipped_lines(again_output) == skipped and reads == []
 
     # A fixed file is indexed on the next run (and forgotten as a bad one).
     (corpus / "latin1.txt").write_text("Café naïve résumé, now in UTF-8. " * 20, encoding="utf-8")
-    fixed = run(["ingest", "--corpus", str(corpus)], tmp_path / "index")
-    assert "1 added" in fixed.stderr and "latin1.txt" not in skipped_lines(fixed.stderr)
-    manifest = bot.index.open_manifest(settings)
+    _, fixed = ingest_lines(settings, embedder, **seams)
+    assert "1 added" in fixed and "latin1.txt" not in skipped_lines(fixed)
+    manifest = open_manifest(settings)
     assert "latin1.txt" not in manifest.skipped() and "latin1.txt" in manifest.files()
     manifest.close()
 
+    # The command itself over the same corpus: exit 0, no traceback, one line per bad file (as
+    # root, secret.txt is readable without the seams, so it may be indexed now).
+    result = run(["ingest", "--corpus", str(corpus)], tmp_path / "index")
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback" not in result.output
+    still = set(expected) - {"latin1.txt", "secret.txt"}
+    assert set(skipped_lines(result.stderr)) - {"secret.txt"} == still, result.stderr
 
-def test_malformed_html_gives_up_quickly(tmp_path, monkeypatch):
+
+def test_malformed_html_gives_up_quickly(tmp_path):
     """html.parser is quadratic on unterminated tags: 250 KB of `<p<p<p` would take minutes."""
-    import bot.load
-    from bot.ingest.load import LoadError, load_document
-
-    monkeypatch.setattr(bot.load, "HTML_SECONDS_BASE", 1.0)
     page = tmp_path / "evil.html"
     page.write_text("<html><body><p>Some text.</p>" + "<p" * 125_000)
     started = time.monotonic()
     with pytest.raises(LoadError, match="malformed HTML"):
-        load_document(page, "evil.html")
+        load_document(page, "evil.html", html_seconds=1.0)
     assert time.monotonic() - started < 10
 
 
-def test_unreadable_folder_is_one_line(tmp_path, monkeypatch):
-    import bot.index
-
+def test_unreadable_folder_is_one_line(tmp_path):
     corpus = tmp_path / "corpus"
     (corpus / "locked").mkdir(parents=True)
     (corpus / "locked" / "x.txt").write_text("hidden")
     (corpus / "ok.txt").write_text("visible")
-    if IS_ROOT:
-        real_access = os.access
-        monkeypatch.setattr(bot.index.os, "access",
-                            lambda p, mode, **kw: False if str(p).endswith("locked") else real_access(p, mode, **kw))
+    if IS_ROOT:  # root lists mode-000 folders anyway: discovery's permission check says no instead
+        def readable(path) -> bool:
+            return not str(path).endswith("locked") and can_read(path)
     else:
         (corpus / "locked").chmod(0)
+        readable = can_read
     found, skips = [], []
-    files = bot.index.discover([corpus], corpus, lambda s, r: skips.append((s, r)))
+    files = discover([corpus], corpus, lambda s, r: skips.append((s, r)), readable=readable)
     found = [f.source for f in files]
     assert found == ["ok.txt"] and skips == [("locked", "permission denied")]
 

@@ -7,9 +7,8 @@ from click.testing import CliRunner
 
 from bot.cli.main import cli
 from bot.config import Settings
-from bot.embed import Embedder
-from bot.ingest.manifest import Manifest, open_manifest
-from bot.ingest.pipeline import ingest
+from bot.ingest.manifest import open_manifest
+from bot.ingest.pipeline import IngestReport, ingest
 from bot.store.chroma import VectorStore
 from conftest import write_pdf
 
@@ -17,18 +16,24 @@ SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) delete
                      r"(\d+) chunks embedded, (\d+) in index")
 
 
+class CountingEmbedder:
+    """The session's embedder, counting the texts of each `embed` call."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.precision = inner.precision
+        self.settings = inner.settings
+        self.calls: list[int] = []
+
+    def embed(self, texts, show_progress=False):
+        self.calls.append(len(texts))
+        return self.inner.embed(texts, show_progress)
+
+
 @pytest.fixture
-def embed_calls(monkeypatch, embedder):
-    """Count texts embedded, while sharing the one loaded model."""
-    calls = []
-    original = Embedder.embed
-
-    def counting(self, texts, show_progress=False):
-        calls.append(len(texts))
-        return original(self, texts, show_progress)
-
-    monkeypatch.setattr(Embedder, "embed", counting)
-    return calls
+def counting(embedder):
+    """An embedder to hand `ingest()` that counts texts embedded, sharing the one loaded model."""
+    return CountingEmbedder(embedder)
 
 
 def run(args, tmp_path):
@@ -37,8 +42,10 @@ def run(args, tmp_path):
 
 
 def summary(result):
-    match = SUMMARY.search(result.stderr)
-    assert match, result.stderr
+    """The numbers of `qabot ingest`'s summary line (a CLI result), or of an IngestReport's."""
+    text = result.summary_line() if isinstance(result, IngestReport) else result.stderr
+    match = SUMMARY.search(text)
+    assert match, text
     keys = ("added", "updated", "unchanged", "deleted", "skipped", "embedded", "total")
     return dict(zip(keys, map(int, match.groups())))
 
@@ -53,29 +60,31 @@ def make_corpus(tmp_path):
     return corpus
 
 
-def test_second_run_embeds_nothing(tmp_path, embed_calls):
+def test_second_run_embeds_nothing(tmp_path, counting):
     corpus = make_corpus(tmp_path)
-    first = summary(run(["ingest", "--corpus", str(corpus)], tmp_path))
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
+    first = summary(ingest(settings, embedder=counting))
     assert first["added"] == 3 and first["embedded"] == first["total"] > 3
-    embed_calls.clear()
-    second = run(["ingest", "--corpus", str(corpus)], tmp_path)
+    assert sum(counting.calls) == first["embedded"]  # the count sees what is embedded
+    counting.calls.clear()
+    second = run(["ingest", "--corpus", str(corpus)], tmp_path)  # the command: same numbers
     assert second.exit_code == 0
-    s = summary(second)
-    assert s == {"added": 0, "updated": 0, "unchanged": 3, "deleted": 0, "skipped": 0,
-                 "embedded": 0, "total": first["total"]}
-    assert embed_calls == []
+    third = ingest(settings, embedder=counting)
+    for s in (summary(second), summary(third)):
+        assert s == {"added": 0, "updated": 0, "unchanged": 3, "deleted": 0, "skipped": 0,
+                     "embedded": 0, "total": first["total"]}
+    assert counting.calls == []
 
 
-def test_touched_but_identical_file_is_not_reembedded(tmp_path, embed_calls):
+def test_touched_but_identical_file_is_not_reembedded(tmp_path, counting):
     corpus = make_corpus(tmp_path)
     run(["ingest", "--corpus", str(corpus)], tmp_path)
-    embed_calls.clear()
     (corpus / "a.txt").write_text((corpus / "a.txt").read_text())  # new mtime, same content
-    s = summary(run(["ingest", "--corpus", str(corpus)], tmp_path))
-    assert s["unchanged"] == 3 and s["embedded"] == 0 and embed_calls == []
+    s = summary(ingest(Settings(corpus=corpus, index=tmp_path / "index"), embedder=counting))
+    assert s["unchanged"] == 3 and s["embedded"] == 0 and counting.calls == []
 
 
-def test_edit_and_delete_update_chunk_counts(tmp_path, embed_calls):
+def test_edit_and_delete_update_chunk_counts(tmp_path, embedder):
     corpus = make_corpus(tmp_path)
     first = summary(run(["ingest", "--corpus", str(corpus), "--chunk-size", "300"], tmp_path))
     settings = Settings(corpus=corpus, index=tmp_path / "index")
@@ -189,14 +198,13 @@ def test_interrupted_run_is_repaired(tmp_path, embedder):
     manifest.close()
 
 
-def test_ask_side_ingest_keeps_the_index_chunking(tmp_path, embed_calls):
+def test_ask_side_ingest_keeps_the_index_chunking(tmp_path, counting):
     """An index built with --chunk-size 300 is not re-chunked by a later ingest without the flag
     (which is what `ask` runs when the corpus changed)."""
     corpus = make_corpus(tmp_path)
     first = summary(run(["ingest", "--corpus", str(corpus), "--chunk-size", "300"], tmp_path))
-    embed_calls.clear()
-    again = summary(run(["ingest", "--corpus", str(corpus)], tmp_path))
-    assert again["embedded"] == 0 and again["total"] == first["total"] and embed_calls == []
+    again = summary(ingest(Settings(corpus=corpus, index=tmp_path / "index"), embedder=counting))
+    assert again["embedded"] == 0 and again["total"] == first["total"] and counting.calls == []
     (corpus / "new.txt").write_text("Foxtrot is the sixth letter. " * 40)
     added = summary(run(["ingest", "--corpus", str(corpus)], tmp_path))
     assert added["added"] == 1
@@ -204,13 +212,16 @@ def test_ask_side_ingest_keeps_the_index_chunking(tmp_path, embed_calls):
     assert all(len(c.text) <= 300 for c in VectorStore(settings).all_chunks())
 
 
-def test_unchanged_reingest_takes_the_stat_only_path(tmp_path, monkeypatch):
+def test_unchanged_reingest_takes_the_stat_only_path(tmp_path):
     corpus = make_corpus(tmp_path)
     run(["ingest", "--corpus", str(corpus)], tmp_path)
 
-    def no_chroma(*args, **kwargs):
+    def no_chroma(settings):
         raise AssertionError("Chroma opened for an unchanged corpus")
 
-    monkeypatch.setattr(VectorStore, "__init__", no_chroma)
-    s = summary(run(["ingest", "--corpus", str(corpus)], tmp_path))
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
+    s = summary(ingest(settings, open_store=no_chroma))
     assert s["unchanged"] == 3 and s["embedded"] == 0
+    (corpus / "a.txt").write_text("Alpha changed.")  # ...and a changed corpus does open it
+    with pytest.raises(AssertionError, match="Chroma opened"):
+        ingest(settings, open_store=no_chroma)

@@ -434,12 +434,12 @@ def test_missing_provider_package_names_what_to_install(monkeypatch):
         make_chat_model("anthropic:claude-x")
     assert "pip install langchain-anthropic" in str(e.value) and "\n" not in str(e.value)
 
-    import langchain.chat_models
+    from bot.qa.llm import provider
 
     def missing(*args, **kwargs):
         raise ImportError("No module named 'langchain_openai'")
 
-    monkeypatch.setattr(langchain.chat_models, "init_chat_model", missing)
+    monkeypatch.setattr(provider, "init_chat_model", missing)
     with pytest.raises(LLMConfigError, match=r"pip install 'qabot\[openai\]'"):
         make_chat_model("openai:gpt-4o-mini")
 

@@ -176,7 +176,7 @@ def test_unreachable_or_lost_server_is_a_one_line_error(tmp_path, iss_corpus):
 
 @pytest.mark.slow
 def test_server_going_away_mid_run_is_a_one_line_error(server, tmp_path, iss_corpus, embedder, monkeypatch):
-    from bot.errors import IndexProblem as IndexError_
+    from bot.errors import IndexProblem
     from bot.ingest.pipeline import ingest
 
     settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=server.url)
@@ -187,7 +187,7 @@ def test_server_going_away_mid_run_is_a_one_line_error(server, tmp_path, iss_cor
         return original(self, chunks, vectors)
 
     monkeypatch.setattr(VectorStore, "upsert", upsert_after_server_died)
-    with pytest.raises(IndexError_, match="lost the connection to the Chroma server"):
+    with pytest.raises(IndexProblem, match="lost the connection to the Chroma server"):
         ingest(settings, embedder=embedder)
     monkeypatch.setattr(VectorStore, "upsert", original)
     server.start()  # same data path: the half-done run is repaired

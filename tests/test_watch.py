@@ -20,7 +20,7 @@ from test_crash import check_index, subprocess_env
 
 
 class Watcher:
-    """bot.watch.watch in a thread; batches arrive on a queue."""
+    """bot.ingest.watch.watch in a thread; batches arrive on a queue."""
 
     def __init__(self, settings: Settings, paths=None) -> None:
         self.lines: list[str] = []

@@ -7,7 +7,7 @@ import sys
 import click
 from rich.console import Console
 
-from bot.cli.options import CONTEXT, llm_option, location_options, make_settings
+from bot.cli.options import CONTEXT, k_option, llm_option, location_options, make_settings
 from bot.cli.pipeline import open_qa
 from bot.cli.terminal import print_answer
 from bot.errors import QuestionError
@@ -18,8 +18,7 @@ from bot.qa.question import clean_question
 @click.command(context_settings=CONTEXT)
 @click.argument("question", required=True)
 @location_options
-@click.option("-k", "k", type=click.IntRange(1, 50), default=None, envvar="QABOT_K",
-              help="Passages to consider (default 5). [env: QABOT_K]")
+@k_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object (with `-` as QUESTION: one JSON line per input line).")
 @llm_option

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
-from bot.cli.options import CONTEXT, llm_option, location_options, make_settings
+from bot.cli.options import CONTEXT, k_option, llm_option, location_options, make_settings
 from bot.cli.pipeline import open_qa
 from bot.config import history_path
 from bot.cli.terminal import print_answer, print_sources
@@ -210,8 +210,7 @@ def load_qa(settings, console):
 
 @click.command("chat", context_settings=CONTEXT)
 @location_options
-@click.option("-k", "k", type=click.IntRange(1, 50), default=None, envvar="QABOT_K",
-              help="Passages to consider (default 5). [env: QABOT_K]")
+@k_option
 @llm_option
 def chat_command(corpus, index_dir, chroma_url, k, llm):
     """Ask questions interactively, with follow-ups ("who did he replace?").

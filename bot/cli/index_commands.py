@@ -15,10 +15,12 @@ from bot.cli.pipeline import run_ingest
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @location_options
 @click.option("--rebuild", is_flag=True, help="Drop the index and embed everything again.")
-@click.option("--chunk-size", type=click.IntRange(100, 8000), default=None, envvar="QABOT_CHUNK_SIZE",
-              help="Characters per chunk (default 1000, or what the index was built with). [env: QABOT_CHUNK_SIZE]")
-@click.option("--chunk-overlap", type=click.IntRange(0, 4000), default=None, envvar="QABOT_CHUNK_OVERLAP",
-              help="Characters shared by neighbouring chunks (default 150, or the index's). [env: QABOT_CHUNK_OVERLAP]")
+@click.option("--chunk-size", type=int, default=None,
+              help="Characters per chunk, 100–8000 (default 1000, or what the index was built with). "
+                   "[env: QABOT_CHUNK_SIZE]")
+@click.option("--chunk-overlap", type=int, default=None,
+              help="Characters shared by neighbouring chunks, 0–4000 (default 150, or the index's). "
+                   "[env: QABOT_CHUNK_OVERLAP]")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary line and problems.")
 @click.option("--watch", is_flag=True,
               help="After indexing, keep re-indexing files as they change (one line per batch) until Ctrl-C.")

@@ -22,24 +22,29 @@ class UserError(click.ClickException):
 
 def location_options(func):
     """--corpus/--index/--chroma-url, shared by every command that touches the index."""
-    func = click.option("--chroma-url", envvar="QABOT_CHROMA_URL", default=None, metavar="URL",
+    func = click.option("--chroma-url", default=None, metavar="URL",
                         help="Use a Chroma server (http://host:port) instead of the embedded index. "
                              "[env: QABOT_CHROMA_URL]")(func)
-    func = click.option("--index", "index_dir", envvar="QABOT_INDEX", default="index", show_default=True,
-                        type=click.Path(file_okay=False, path_type=Path),
-                        help="Where the index is kept. [env: QABOT_INDEX]")(func)
-    func = click.option("--corpus", envvar="QABOT_CORPUS", default="corpus", show_default=True,
-                        type=click.Path(path_type=Path),
-                        help="Folder of source documents. [env: QABOT_CORPUS]")(func)
+    func = click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+                        help="Where the index is kept. [default: index; env: QABOT_INDEX]")(func)
+    func = click.option("--corpus", default=None, type=click.Path(path_type=Path),
+                        help="Folder of source documents. [default: corpus; env: QABOT_CORPUS]")(func)
     return func
 
 
-def make_settings(corpus, index_dir, chroma_url, **extra):
+def make_settings(corpus, index_dir, chroma_url, **extra) -> Settings:
+    """Settings from the flags given (None: not given), then QABOT_* variables, then defaults.
+    Flags take no `envvar=`: `Settings.from_env` is the one reader of the environment."""
     return Settings.from_env(corpus=corpus, index=index_dir, chroma_url=chroma_url, **extra)
 
 
+def k_option(func):
+    return click.option("-k", "k", type=int, default=None,
+                        help="Passages to consider, 1–50. [default: 5; env: QABOT_K]")(func)
+
+
 def llm_option(func):
-    return click.option("--llm", envvar="QABOT_LLM", default=None, metavar="PROVIDER:MODEL",
+    return click.option("--llm", default=None, metavar="PROVIDER:MODEL",
                         help="Answer with a chat model (e.g. openai:gpt-4o-mini, ollama:llama3.1); "
                              "citations are verified and the extractive answer is the fallback. "
                              "[env: QABOT_LLM]")(func)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.schema import Answer, Citation
+from bot.text import CITATION_MARKER, one_line
 
 # Discord's limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
 CONTENT_MAX = 2000
@@ -18,7 +19,6 @@ DESCRIPTION_MAX = 4096
 FIELD_NAME_MAX = 256
 FIELD_VALUE_MAX = 1024
 FIELDS_MAX = 25
-FOOTER_MAX = 2048
 EMBEDS_PER_MESSAGE = 10
 EMBED_CHARS_PER_MESSAGE = 6000
 
@@ -26,14 +26,12 @@ QUOTE_CHARS = 300  # a "short quote" under each source
 ANSWER_COLOUR = discord.Colour(0x5865F2)
 REFUSAL_COLOUR = discord.Colour(0xE67E22)
 
-# One or more citation markers: "[1]", "[2, 3]", "[1][4]".
-_MARKER = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 # Preferred places to split a long answer, best first; a split goes right after the match,
 # so a sentence keeps the markers that follow its full stop.
 _BREAKS = (
     re.compile(r"\n\s*\n"),
     re.compile(r"\n"),
-    re.compile(r"[.!?]['\")\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*\s+"),
+    re.compile(r"[.!?]['\")\]]*(?:\s*" + CITATION_MARKER.pattern + r")*\s+"),
     re.compile(r"[,;:]\s+"),
     re.compile(r"\s+"),
 )
@@ -78,7 +76,7 @@ def split_text(text: str, limit: int) -> list[str]:
 
 def _best_cut(text: str, limit: int) -> int:
     window = text[: limit + 1]
-    markers = [m.span() for m in _MARKER.finditer(text, 0, limit + 40)]
+    markers = [m.span() for m in CITATION_MARKER.finditer(text, 0, limit + 40)]
 
     def inside_marker(cut: int) -> bool:
         return any(start < cut < end for start, end in markers)
@@ -99,9 +97,6 @@ def _best_cut(text: str, limit: int) -> int:
     return cut if cut > 0 else limit
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
 
 def short_quote(c: Citation, limit: int = QUOTE_CHARS) -> str:
     """A window of at most ~`limit` characters of the quote around its answering span, the span in bold."""
@@ -110,7 +105,7 @@ def short_quote(c: Citation, limit: int = QUOTE_CHARS) -> str:
     if s is None or e is None or not (0 <= s < e <= len(quote)):
         s, e = 0, 0
     if e - s > limit:  # the span alone is too long: show its beginning, unbolded
-        return discord.utils.escape_markdown(clip(_one_line(quote[s:]), limit))
+        return discord.utils.escape_markdown(clip(one_line(quote[s:]), limit))
     room = limit - (e - s)
     lo = max(0, s - room // 2)
     hi = min(len(quote), lo + limit)
@@ -124,19 +119,19 @@ def short_quote(c: Citation, limit: int = QUOTE_CHARS) -> str:
         hi = space if space != -1 else hi
     esc = discord.utils.escape_markdown
     before, span, after = quote[lo:s], quote[s:e], quote[e:hi]
-    text = esc(_one_line(before))
+    text = esc(one_line(before))
     if span.strip():
-        text += (" " if before[-1:].isspace() or span[:1].isspace() else "") + f"**{esc(_one_line(span))}**"
+        text += (" " if before[-1:].isspace() or span[:1].isspace() else "") + f"**{esc(one_line(span))}**"
         text += " " if after[:1].isspace() or span[-1:].isspace() else ""
-    text += esc(_one_line(after))
+    text += esc(one_line(after))
     text = text.strip()
     return ("…" if lo > 0 else "") + text + ("…" if hi < len(quote) else "")
 
 
 def source_field(c: Citation) -> tuple[str, str]:
     """(name, value) of the embed field describing citation `c`."""
-    name = clip(f"[{c.n}] {_one_line(c.title) or c.source}", FIELD_NAME_MAX)
-    where = [x for x in (_one_line(c.section or ""), f"p. {c.page}" if c.page else "") if x]
+    name = clip(f"[{c.n}] {one_line(c.title) or c.source}", FIELD_NAME_MAX)
+    where = [x for x in (one_line(c.section or ""), f"p. {c.page}" if c.page else "") if x]
     if c.source and c.source != c.title:
         where.append(f"`{clip(c.source.replace('`', ''), 120)}`")
     meta = clip(" · ".join(where), 300)
@@ -157,7 +152,7 @@ def render_answer(answer: Answer) -> list[Message]:
     for i, part in enumerate(split_text(text, DESCRIPTION_MAX)):
         embed = discord.Embed(description=part, colour=colour)
         if i == 0:
-            title = _one_line(answer.question) or "Answer"
+            title = one_line(answer.question) or "Answer"
             embed.title = clip(("No answer found: " if answer.refused else "") + title, TITLE_MAX)
         embeds.append(embed)
 
@@ -186,7 +181,7 @@ def render_answer(answer: Answer) -> list[Message]:
 def _footer(answer: Answer) -> str:
     parts = []
     if answer.standalone_question and answer.standalone_question.strip() != answer.question.strip():
-        parts.append(f"Understood as: {_one_line(answer.standalone_question)}")
+        parts.append(f"Understood as: {one_line(answer.standalone_question)}")
     if answer.answerer:
         parts.append(f"Answered by {answer.answerer}")
     return clip(" · ".join(parts), 500)

@@ -65,7 +65,7 @@ class EvalReport:
         return {"metrics": self.metrics, "items": [r.__dict__ for r in self.items]}
 
 
-def _overlaps(start: int, end: int, span: tuple[int, int] | None) -> bool:
+def _overlaps_span(start: int, end: int, span: tuple[int, int] | None) -> bool:
     return span is not None and start < span[1] and span[0] < end
 
 
@@ -84,9 +84,9 @@ def evaluate(qa: QA, items: list[dict], k: int = 5, on_item=None) -> EvalReport:
             answer_ok = not answer.refused and any(_norm(a) in text for a in item["answers"])
             span = locator.span(item["source"], item["evidence"]) if item.get("evidence") else None
             citation_ok = not answer.refused and any(
-                c.source == item["source"] and _overlaps(c.start, c.end, span) for c in answer.citations)
+                c.source == item["source"] and _overlaps_span(c.start, c.end, span) for c in answer.citations)
             for i, hit in enumerate(hits, start=1):
-                if hit.chunk.source == item["source"] and _overlaps(hit.chunk.start, hit.chunk.end, span):
+                if hit.chunk.source == item["source"] and _overlaps_span(hit.chunk.start, hit.chunk.end, span):
                     rank = i
                     break
         result = ItemResult(item["id"], item["question"], item["kind"], answer.text, answer.refused,

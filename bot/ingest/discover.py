@@ -13,6 +13,8 @@ from typing import Callable
 
 from bot.ingest.load import MAX_FILE_BYTES, is_supported
 
+Readable = Callable[[Path], bool]
+
 
 @dataclass
 class CorpusFile:
@@ -22,8 +24,25 @@ class CorpusFile:
     mtime_ns: int
 
 
-def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None]) -> list[CorpusFile]:
-    """Supported files under `roots`, following symlinks but never looping."""
+@dataclass(frozen=True)
+class SkipRecord:
+    """Why a file could not be indexed, and the version (size and mtime) that could not."""
+
+    size: int
+    mtime_ns: int
+    reason: str
+
+
+def can_read(path: Path) -> bool:
+    """Whether this process may read a file, or list a folder: discovery's one permission check.
+    Tests running as root (who may read anything) pass their own `readable` instead."""
+    return os.access(path, os.R_OK | os.X_OK if os.path.isdir(path) else os.R_OK)
+
+
+def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None],
+             readable: Readable = can_read) -> list[CorpusFile]:
+    """Supported files under `roots`, following symlinks but never looping; a folder that is not
+    `readable` is reported to `on_skip` and left out."""
     found: dict[str, CorpusFile] = {}
     corpus_abs = corpus.resolve()
 
@@ -55,7 +74,7 @@ def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None
                 continue
             seen_dirs.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if not os.access(dirpath, os.R_OK | os.X_OK):
+            if not readable(Path(dirpath)):
                 on_skip(source_of(Path(dirpath), corpus_abs), "permission denied")
                 continue
             for name in sorted(filenames):
@@ -87,14 +106,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def still_bad(f: CorpusFile, skips: dict[str, tuple[int, int, str]]) -> bool:
+def still_bad(f: CorpusFile, skips: dict[str, SkipRecord], readable: Readable = can_read) -> bool:
     """Skipped last time and unchanged since. A chmod fixes a read error without touching the
-    mtime, so those are checked again (one access() call)."""
+    mtime, so those are checked again (`readable`: one stat and one access() call)."""
     entry = skips.get(f.source)
-    if entry is None or entry[:2] != (f.size, f.mtime_ns):
+    if entry is None or entry.size != f.size or entry.mtime_ns != f.mtime_ns:
         return False
-    if "cannot read" in entry[2] or "permission" in entry[2].lower():
-        return not os.access(f.path, os.R_OK)
+    if "cannot read" in entry.reason or "permission" in entry.reason.lower():
+        return not readable(f.path)
     return True
 
 

@@ -5,6 +5,8 @@ that text, so a quote can always be located exactly.
 """
 from __future__ import annotations
 
+import io
+import logging
 import re
 import time
 from bisect import bisect_right
@@ -15,6 +17,12 @@ from pathlib import Path
 # The multi-part suffix comes first so "os.rst.txt" (Sphinx's _sources) loads as reST.
 SUPPORTED_SUFFIXES = (".rst.txt", ".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 20 * 1024 * 1024  # larger files are skipped: almost surely not prose to cite
+
+# html.parser rescans to the end of the input for every unterminated tag, so a hostile 250 KB page
+# of "<p<p<p…" takes minutes (CPython gh-135462). Parsing gets a time budget; real pages parse at
+# several MB/s, far inside it.
+HTML_SECONDS_BASE = 5.0
+HTML_SECONDS_PER_MB = 5.0
 
 
 class LoadError(Exception):
@@ -48,8 +56,14 @@ def is_supported(path: Path) -> bool:
     return suffix_of(path) is not None
 
 
-def load_document(path: Path, source: str) -> Document:
-    """Load one file; raise LoadError (one clear line) for anything that cannot be indexed."""
+def too_large(size: int) -> str:
+    return f"too large ({size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)"
+
+
+def load_document(path: Path, source: str, *, html_seconds: float = HTML_SECONDS_BASE,
+                  html_seconds_per_mb: float = HTML_SECONDS_PER_MB) -> Document:
+    """Load one file; raise LoadError (one clear line) for anything that cannot be indexed.
+    An HTML page gets `html_seconds` plus `html_seconds_per_mb` per MB to parse (see _load_html)."""
     suffix = suffix_of(path)
     if suffix is None:
         raise LoadError("unsupported file type")
@@ -58,7 +72,7 @@ def load_document(path: Path, source: str) -> Document:
         if size == 0:
             raise LoadError("empty file")
         if size > MAX_FILE_BYTES:
-            raise LoadError(f"too large ({size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)")
+            raise LoadError(too_large(size))
         data = path.read_bytes()
     except PermissionError:
         raise LoadError("permission denied") from None
@@ -70,7 +84,7 @@ def load_document(path: Path, source: str) -> Document:
     else:
         text = _decode_text(data)
         if suffix in (".html", ".htm"):
-            doc = _load_html(text, source)
+            doc = _load_html(text, source, html_seconds + html_seconds_per_mb * len(text) / 1e6)
         else:
             meta, text = split_front_matter(text)
             if suffix in (".md", ".markdown"):
@@ -183,13 +197,6 @@ class _TooSlow(Exception):
     pass
 
 
-# html.parser rescans to the end of the input for every unterminated tag, so a hostile 250 KB page
-# of "<p<p<p…" takes minutes (CPython gh-135462). Parsing gets a time budget; real pages parse at
-# several MB/s, far inside it.
-HTML_SECONDS_BASE = 5.0
-HTML_SECONDS_PER_MB = 5.0
-
-
 class _VisibleText(HTMLParser):
     """Streaming extraction (no tree, no recursion, so deeply nested pages cannot blow the stack)."""
 
@@ -273,8 +280,8 @@ class _VisibleText(HTMLParser):
                 self._emit(text)
 
 
-def _load_html(html: str, source: str) -> Document:
-    budget = HTML_SECONDS_BASE + HTML_SECONDS_PER_MB * len(html) / 1e6
+def _load_html(html: str, source: str, budget: float) -> Document:
+    """Visible text and headings of a page, parsed within `budget` seconds."""
     parser = _VisibleText(deadline=time.monotonic() + budget)
     try:
         parser.feed(html)
@@ -323,10 +330,7 @@ def _squeeze_blank_lines(raw: str):
 # --- PDF ---------------------------------------------------------------------------------------
 
 def _load_pdf(data: bytes, source: str) -> Document:
-    import io
-    import logging
-
-    from pypdf import PdfReader
+    from pypdf import PdfReader  # here: 0.5 s of start-up that corpora without PDFs never need
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns loudly about odd-but-fine files
     try:

@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 from bot.config import Settings
 from bot.embed import MODEL_NAME, resolve_precision
 from bot.errors import IndexProblem
+from bot.ingest.discover import SkipRecord
 
 
 class Manifest:
@@ -46,9 +47,9 @@ class Manifest:
             (source, sha256, size, mtime_ns, n_chunks, state, title),
         )
 
-    def skipped(self) -> dict[str, tuple[int, int, str]]:
+    def skipped(self) -> dict[str, SkipRecord]:
         rows = self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped").fetchall()
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {r[0]: SkipRecord(r[1], r[2], r[3]) for r in rows}
 
     def set_skipped(self, source: str, size: int, mtime_ns: int, reason: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)", (source, size, mtime_ns, reason))

@@ -2,7 +2,9 @@
 
 `ingest()` is the entry point every front end uses; it opens the manifest, the store and the
 embedder and hands them to an `Ingestor`, which does one run with the collaborators it is given
-(as LangChain's indexing API does: tests pass a fake store or loader instead of patching).
+(as LangChain's indexing API does). Tests use the seams instead of patching: `loader=`, `hasher=`,
+`readable=` (how corpus files are read, hashed and permission-checked), `embed_group=`, and
+`open_store=`/`open_manifest=` (to hand it a store or manifest that fails before its N-th write).
 
 Why not LangChain's `index()` + record manager: it hashes *chunks*, so every unchanged file would
 still be read, parsed and split on every run (too slow for the ≤ 2 s re-ingest goal on a large
@@ -26,8 +28,9 @@ from bot.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, Settings
 from bot.embed import Embedder
 from bot.errors import CorpusMissing, IndexProblem
 from bot.ingest.chunk import chunk_document, make_splitter
-from bot.ingest.discover import CorpusFile, discover, file_sha256, in_scope, source_of, still_bad
-from bot.ingest.load import MAX_FILE_BYTES, LoadError, load_document
+from bot.ingest.discover import (CorpusFile, Readable, can_read, discover, file_sha256, in_scope, source_of,
+                                 still_bad)
+from bot.ingest.load import MAX_FILE_BYTES, Document, LoadError, load_document, too_large
 from bot.ingest.manifest import Manifest, embedding_settings_check, ingest_lock, open_manifest
 from bot.ingest.repair import drop_index, repair
 from bot.ingest.status import nothing_to_do
@@ -39,6 +42,8 @@ KEEPING = "; keeping the previously indexed version"
 
 SkipFn = Callable[[str, str], None]
 ProgressFn = Callable[[int, int], None]
+Loader = Callable[[Path, str], Document]
+Hasher = Callable[[Path], str]
 
 
 @dataclass
@@ -77,161 +82,205 @@ class _Todo:
     chunks: list[Chunk] = field(default_factory=list)
 
 
-class Ingestor:
-    """One ingest run over an open manifest and store, with the embedder and loader it is given."""
+@dataclass
+class _Progress:
+    """Chunks written so far, and an estimate of the total: exact for the files loaded, estimated
+    for the rest from the chunks per byte seen so far (`guess_per_byte` before any)."""
 
-    def __init__(self, settings: Settings, manifest: Manifest, store: VectorStore, embedder: Embedder,
-                 report: IngestReport, on_skip: SkipFn, on_progress: ProgressFn | None = None,
-                 loader: Callable = load_document, hasher: Callable[[Path], str] = file_sha256,
+    bytes_left: int
+    guess_per_byte: float
+    seen_bytes: int = 0
+    seen_chunks: int = 0
+    written: int = 0
+    waiting: int = 0  # loaded, not written yet
+
+    def loaded(self, size: int, n_chunks: int) -> None:
+        self.seen_bytes += size
+        self.seen_chunks += n_chunks
+        self.waiting += n_chunks
+
+    def wrote(self, n_chunks: int) -> None:
+        self.written += n_chunks
+        self.waiting -= n_chunks
+
+    def total(self) -> int:
+        per_byte = self.seen_chunks / self.seen_bytes if self.seen_bytes else self.guess_per_byte
+        return self.written + self.waiting + round(self.bytes_left * per_byte)
+
+
+class Ingestor:
+    """One ingest run over an open manifest and store, with the embedder and the file access
+    (`loader`, `hasher`, `readable`) it is given."""
+
+    def __init__(self, settings: Settings, manifest: Manifest, store: VectorStore, embedder: Embedder, *,
+                 report: IngestReport | None = None, on_skip: SkipFn | None = None,
+                 on_progress: ProgressFn | None = None, loader: Loader = load_document,
+                 hasher: Hasher = file_sha256, readable: Readable = can_read,
                  embed_group: int = EMBED_GROUP) -> None:
         self.settings = settings
         self.manifest = manifest
         self.store = store
         self.embedder = embedder
-        self.report = report
-        self.skip = on_skip
+        self.report = IngestReport() if report is None else report
+        self.skip = on_skip or (lambda source, reason: None)
         self.on_progress = on_progress
         self.loader = loader
         self.hasher = hasher
+        self.readable = readable
         self.embed_group = embed_group
+        # What the index held when this run started (after repair), and whether it re-chunks.
+        self.known: dict = {}
+        self.skips: dict = {}
+        self.rechunk = False
 
     def run(self, roots: list[Path]) -> None:
         corpus, manifest = self.settings.corpus, self.manifest
         whole_corpus = roots == [corpus]
         self.report.repaired = repair(manifest, self.store, manifest.files())
-        known, known_skips = manifest.files(), manifest.skipped()
-        files = discover(roots, corpus, self.skip)
-        self._forget_gone(known, known_skips, {f.source for f in files}, roots, whole_corpus)
+        self.known, self.skips = manifest.files(), manifest.skipped()
+        files = discover(roots, corpus, self.skip, self.readable)
+        self._forget_gone({f.source for f in files}, roots, whole_corpus)
 
         # New chunking settings re-chunk every file (the setting is saved only once all are done).
-        stored = manifest.get("chunking") or {}
-        chunking = {"size": self.settings.chunk_size or stored.get("size") or DEFAULT_CHUNK_SIZE,
-                    "overlap": self.settings.chunk_overlap if self.settings.chunk_overlap is not None
-                    else stored.get("overlap", DEFAULT_CHUNK_OVERLAP)}
+        chunking = self._chunking()
         self.settings = self.settings.with_(chunk_size=chunking["size"], chunk_overlap=chunking["overlap"])
-        rechunk = manifest.get("chunking") not in (None, chunking)
-        todo = [t for f in files if (t := self._plan(f, known.get(f.source), known_skips, rechunk)) is not None]
-        self._index(todo)
+        self.rechunk = manifest.get("chunking") not in (None, chunking)
+        self._index([todo for f in files if (todo := self._plan(f)) is not None])
 
         if self.report.changed:
             manifest.bump_generation()
         manifest.put("embedding", self.embedder.settings)
-        if not rechunk or whole_corpus:  # a partial run leaves other files to re-chunk
+        if not self.rechunk or whole_corpus:  # a partial run leaves other files to re-chunk
             manifest.put("chunking", chunking)
         manifest.put("last_ingest", time.time())
         self.report.chunks_total = self.store.count()
 
-    def _forget_gone(self, known: dict, known_skips: dict, present: set[str], roots: list[Path],
-                     whole_corpus: bool) -> None:
+    def _chunking(self) -> dict:
+        """This run's chunk size and overlap: the settings', else the index's, else the defaults."""
+        stored = self.manifest.get("chunking") or {}
+        overlap = self.settings.chunk_overlap
+        return {"size": self.settings.chunk_size or stored.get("size") or DEFAULT_CHUNK_SIZE,
+                "overlap": overlap if overlap is not None else stored.get("overlap", DEFAULT_CHUNK_OVERLAP)}
+
+    def _forget_gone(self, present: set[str], roots: list[Path], whole_corpus: bool) -> None:
         """Deleted: known files inside the scanned roots that are gone (and their skip records)."""
         prefixes = [source_of(r, self.settings.corpus.resolve()) for r in roots]
-        for source in known_skips:
+        for source in self.skips:
             if source not in present and in_scope(source, prefixes, whole_corpus):
                 self.manifest.clear_skipped(source)
-        for source in sorted(known):
+        for source in sorted(self.known):
             if source not in present and in_scope(source, prefixes, whole_corpus):
                 self.manifest.set_state(source, "deleting")
                 self.store.delete_source(source)
                 self.manifest.remove(source)
                 self.report.deleted += 1
 
-    def _plan(self, f: CorpusFile, row, known_skips: dict, rechunk: bool) -> _Todo | None:
+    def _plan(self, f: CorpusFile) -> _Todo | None:
         """Whether `f` must be (re-)indexed: decided by size+mtime first, content hash second."""
+        row = self.known.get(f.source)
         done = row is not None and row["state"] == "done"
         keeping = KEEPING if row is not None else ""
-        if rechunk and done:
-            try:
-                return _Todo(f, self.hasher(f.path), True)
-            except OSError as exc:
-                self.skip(f.source, f"cannot read ({exc.strerror or exc}){KEEPING}")
-                return None
+        if self.rechunk and done:
+            sha = self._hash(f, keeping, remember=False)
+            return None if sha is None else _Todo(f, sha, existed=True)
         if done and row["size"] == f.size and row["mtime_ns"] == f.mtime_ns:
             self.report.unchanged += 1
             return None
-        if still_bad(f, known_skips):
-            self.skip(f.source, known_skips[f.source][2] + keeping)
+        if still_bad(f, self.skips, self.readable):
+            self.skip(f.source, self.skips[f.source].reason + keeping)
             return None
         if f.size > MAX_FILE_BYTES:  # before hashing: a huge file costs one stat, not a read
-            return self._skip_file(f, f"too large ({f.size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)", keeping)
-        try:
-            sha = self.hasher(f.path)
-        except OSError as exc:
-            return self._skip_file(f, f"cannot read ({exc.strerror or exc})", keeping)
+            self._skip_file(f, too_large(f.size), keeping)
+            return None
+        sha = self._hash(f, keeping, remember=True)
+        if sha is None:
+            return None
         if done and row["sha256"] == sha:
             self.manifest.touch(f.source, f.size, f.mtime_ns)
             self.report.unchanged += 1
             return None
-        return _Todo(f, sha, row is not None)
+        return _Todo(f, sha, existed=row is not None)
+
+    def _hash(self, f: CorpusFile, keeping: str, remember: bool) -> str | None:
+        """The content hash of `f`; None when it cannot be read (said, and with `remember` also
+        recorded so that it is not read again until it changes)."""
+        try:
+            return self.hasher(f.path)
+        except OSError as exc:
+            reason = f"cannot read ({exc.strerror or exc})"
+            if remember:
+                self._skip_file(f, reason, keeping)
+            else:
+                self.skip(f.source, reason + keeping)
+            return None
 
     def _skip_file(self, f: CorpusFile, reason: str, keeping: str) -> None:
         """Remember why `f` cannot be indexed (not read again until it changes) and say so."""
         self.manifest.set_skipped(f.source, f.size, f.mtime_ns, reason)
         self.skip(f.source, reason + keeping)
-        return None
 
     def _index(self, todo: list[_Todo]) -> None:
         """Load, chunk, embed and write as we go, in embedding groups that span files (short files
         still batch well): memory holds one group, whatever the corpus size, and a crash loses at
-        most one group of work. The progress total is exact for what has been loaded and
-        estimated (chunks per byte so far) for the rest."""
-        splitter = make_splitter(self.settings.chunk_size, self.settings.chunk_overlap)
-        bytes_left = sum(t.file.size for t in todo)
-        seen_bytes = seen_chunks = done = 0
-        group: list[_Todo] = []
-        group_chunks = 0
-
-        def total() -> int:
-            per_byte = seen_chunks / seen_bytes if seen_bytes else \
-                1 / max(1, self.settings.chunk_size - self.settings.chunk_overlap)
-            return done + group_chunks + round(bytes_left * per_byte)
-
+        most one group of work."""
+        size, overlap = self.settings.chunk_size, self.settings.chunk_overlap
+        splitter = make_splitter(size, overlap)
+        progress = _Progress(bytes_left=sum(t.file.size for t in todo), guess_per_byte=1 / max(1, size - overlap))
         if self.on_progress and todo:
-            self.on_progress(0, total())
+            self.on_progress(0, progress.total())
+        group: list[_Todo] = []
         for item in todo:
-            f = item.file
-            bytes_left -= f.size
-            try:
-                doc = self.loader(f.path, f.source)
-            except LoadError as exc:
-                self.manifest.set_skipped(f.source, f.size, f.mtime_ns, str(exc))
-                self.skip(f.source, str(exc) + (KEEPING if item.existed else ""))
+            progress.bytes_left -= item.file.size
+            if not self._load(item, splitter):
                 continue
-            item.chunks = chunk_document(doc, splitter)
-            seen_bytes += f.size
-            seen_chunks += len(item.chunks)
+            progress.loaded(item.file.size, len(item.chunks))
             group.append(item)
-            group_chunks += len(item.chunks)
-            if group_chunks >= self.embed_group:
-                done = self._write_group(group, done, total())
-                group, group_chunks = [], 0
+            if progress.waiting >= self.embed_group:
+                self._write_group(group, progress)
+                group = []
         if group:
-            self._write_group(group, done, total())
+            self._write_group(group, progress)
 
-    def _write_group(self, group: list[_Todo], done: int, total: int) -> int:
+    def _load(self, item: _Todo, splitter) -> bool:
+        """Load and chunk one file; False (recorded and said) when it cannot be indexed."""
+        f = item.file
+        try:
+            doc = self.loader(f.path, f.source)
+        except LoadError as exc:
+            self._skip_file(f, str(exc), KEEPING if item.existed else "")
+            return False
+        item.chunks = chunk_document(doc, splitter)
+        return True
+
+    def _write_group(self, group: list[_Todo], progress: _Progress) -> None:
+        total = progress.total()
         chunks = [c for item in group for c in item.chunks]
         vectors = self.embedder.embed([c.text for c in chunks])
         offset = 0
         for item in group:
-            f, file_chunks = item.file, item.chunks
-            self.manifest.set_file(f.source, item.sha256, f.size, f.mtime_ns, len(file_chunks), "pending",
-                                   file_chunks[0].title if file_chunks else "")
-            # Overwrite in place, then drop what the old version had beyond: a query running
-            # meanwhile sees old or new chunks of the file, never none.
-            if file_chunks:
-                self.store.upsert(file_chunks, vectors[offset:offset + len(file_chunks)])
-            self.store.delete_source_except(f.source, {c.id for c in file_chunks})
-            self.manifest.set_state(f.source, "done")
-            self.manifest.clear_skipped(f.source)
-            offset += len(file_chunks)
-            self.report.chunks_embedded += len(file_chunks)
-            if item.existed:
-                self.report.updated += 1
-            else:
-                self.report.added += 1
-        done += len(chunks)
+            self._write_file(item, vectors[offset:offset + len(item.chunks)])
+            offset += len(item.chunks)
+        progress.wrote(len(chunks))
         if self.on_progress:
-            self.on_progress(done, total)
-        return done
+            self.on_progress(progress.written, total)
+
+    def _write_file(self, item: _Todo, vectors) -> None:
+        """Marked `pending` before the store is touched and `done` after (see repair.py)."""
+        f, chunks = item.file, item.chunks
+        self.manifest.set_file(f.source, item.sha256, f.size, f.mtime_ns, len(chunks), "pending",
+                               chunks[0].title if chunks else "")
+        # Overwrite in place, then drop what the old version had beyond: a query running
+        # meanwhile sees old or new chunks of the file, never none.
+        if chunks:
+            self.store.upsert(chunks, vectors)
+        self.store.delete_source_except(f.source, {c.id for c in chunks})
+        self.manifest.set_state(f.source, "done")
+        self.manifest.clear_skipped(f.source)
+        self.report.chunks_embedded += len(chunks)
+        if item.existed:
+            self.report.updated += 1
+        else:
+            self.report.added += 1
 
 
 def ingest(
@@ -243,12 +292,17 @@ def ingest(
     on_progress: ProgressFn | None = None,
     on_wait: Callable[[], None] | None = None,
     missing_ok: bool = False,
-    loader: Callable = load_document,
-    hasher: Callable[[Path], str] = file_sha256,
+    *,
+    loader: Loader = load_document,
+    hasher: Hasher = file_sha256,
+    readable: Readable = can_read,
     embed_group: int = EMBED_GROUP,
+    open_store: Callable[[Settings], VectorStore] = VectorStore,
+    open_manifest: Callable[[Settings], Manifest] = open_manifest,
 ) -> IngestReport:
     """Bring the index in line with the corpus (or with `paths` inside/outside it). With
-    `missing_ok`, a path that does not exist is indexed as empty (its chunks are deleted)."""
+    `missing_ok`, a path that does not exist is indexed as empty (its chunks are deleted).
+    The keyword-only arguments are seams for tests (see the module docstring)."""
     started = time.perf_counter()
     report = IngestReport()
 
@@ -262,29 +316,30 @@ def ingest(
         if not root.exists() and not missing_ok:
             raise CorpusMissing(f"corpus path not found: {root}")
 
-    if not rebuild and not paths and nothing_to_do(settings):
-        _report_unchanged(settings, report, skip)
+    if not rebuild and not paths and nothing_to_do(settings, readable):
+        _report_unchanged(settings, report, skip, readable=readable, open_manifest=open_manifest)
     else:
         with ingest_lock(settings.index, on_wait):
             if rebuild:
                 drop_index(settings)
             manifest = open_manifest(settings)
             try:
-                store = VectorStore(settings)
+                store = open_store(settings)
                 precision = embedding_settings_check(manifest, settings)
                 if embedder is None:
                     embedder = Embedder(precision=precision)
                 elif embedder.precision != precision:
                     raise IndexProblem(f"embedder precision {embedder.precision} != index precision {precision}")
-                Ingestor(settings, manifest, store, embedder, report, skip, on_progress,
-                         loader=loader, hasher=hasher, embed_group=embed_group).run(roots)
+                Ingestor(settings, manifest, store, embedder, report=report, on_skip=skip, on_progress=on_progress,
+                         loader=loader, hasher=hasher, readable=readable, embed_group=embed_group).run(roots)
             finally:
                 manifest.close()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _report_unchanged(settings: Settings, report: IngestReport, skip: SkipFn) -> None:
+def _report_unchanged(settings: Settings, report: IngestReport, skip: SkipFn, *, readable: Readable,
+                      open_manifest: Callable[[Settings], Manifest]) -> None:
     """The stat-only fast path: opening Chroma alone costs seconds. Interrupted runs leave rows
     that are not `done`, which `nothing_to_do` sees, so repairs still happen. Still says what is
     not indexed, as the full path does, without reading those files."""
@@ -295,8 +350,8 @@ def _report_unchanged(settings: Settings, report: IngestReport, skip: SkipFn) ->
         report.chunks_total = manifest.expected_chunks()
     finally:
         manifest.close()
-    for f in discover([settings.corpus], settings.corpus, skip):
-        if still_bad(f, known_skips):
+    for f in discover([settings.corpus], settings.corpus, skip, readable):
+        if still_bad(f, known_skips, readable):
             keeping = KEEPING if f.source in known else ""
-            skip(f.source, known_skips[f.source][2] + keeping)
+            skip(f.source, known_skips[f.source].reason + keeping)
             report.unchanged -= 1 if keeping else 0

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from bot.config import Settings
-from bot.ingest.discover import discover, loadable, still_bad
+from bot.ingest.discover import Readable, can_read, discover, loadable, still_bad
 from bot.ingest.manifest import open_manifest, open_manifest_name
 from bot.store.chroma import VectorStore
 
@@ -18,8 +18,9 @@ def index_exists(settings: Settings) -> bool:
     return manifest.exists() and (bool(settings.chroma_url) or (settings.index / "chroma").exists())
 
 
-def corpus_changed(settings: Settings) -> bool:
-    """Cheap check (stat only) whether an ingest would change anything."""
+def corpus_changed(settings: Settings, readable: Readable = can_read) -> bool:
+    """Cheap check (stat only) whether an ingest would change anything. `readable` is the
+    permission check of discovery (see bot/ingest/discover.py)."""
     if not index_exists(settings):
         return True
     if not settings.corpus.exists():
@@ -30,23 +31,23 @@ def corpus_changed(settings: Settings) -> bool:
         skips = manifest.skipped()
     finally:
         manifest.close()
-    files = discover([settings.corpus], settings.corpus, lambda s, r: None)
+    files = discover([settings.corpus], settings.corpus, lambda s, r: None, readable)
 
     if {f.source for f in files} != {s for s in known if not Path(s).is_absolute()}:
         # Sources that were skipped never enter the manifest's files: don't loop on them.
         unknown = {f.source for f in files} - set(known)
         gone = {s for s in known if not Path(s).is_absolute()} - {f.source for f in files}
-        if gone or any(loadable(f) and not still_bad(f, skips) for f in files if f.source in unknown):
+        if gone or any(loadable(f) and not still_bad(f, skips, readable) for f in files if f.source in unknown):
             return True
     for f in files:
         row = known.get(f.source)
         if row is not None and (row["state"] != "done" or row["size"] != f.size or row["mtime_ns"] != f.mtime_ns) \
-                and not (row["state"] == "done" and still_bad(f, skips)):
+                and not (row["state"] == "done" and still_bad(f, skips, readable)):
             return True
     return False
 
 
-def nothing_to_do(settings: Settings) -> bool:
+def nothing_to_do(settings: Settings, readable: Readable = can_read) -> bool:
     """True when a stat of the corpus shows nothing to index, on an embedded index built with
     these chunking settings (a server's collection can lose data under us: always checked)."""
     if settings.chroma_url or not index_exists(settings):
@@ -60,7 +61,7 @@ def nothing_to_do(settings: Settings) -> bool:
     if settings.chunk_size not in (None, stored.get("size")) or \
             settings.chunk_overlap not in (None, stored.get("overlap")):
         return False
-    return stored_chunk_count(settings) == expected and not corpus_changed(settings)
+    return stored_chunk_count(settings) == expected and not corpus_changed(settings, readable)
 
 
 def stored_chunk_count(settings: Settings) -> int | None:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from watchfiles import Change, watch as watch_files
+
 from bot.config import Settings
 from bot.errors import IndexProblem
 from bot.ingest.load import is_supported
@@ -49,8 +51,7 @@ def watch(
     on_batch: Callable[[object], None] | None = None,
 ) -> int:
     """Re-index on every batch of changes until Ctrl-C, SIGTERM or `stop_event`; returns the
-    number of batches indexed. `on_batch` receives each IngestReport (or the IndexError_)."""
-    from watchfiles import Change, watch as watch_files
+    number of batches indexed. `on_batch` receives each IngestReport (or the IndexProblem)."""
 
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     roots = [Path(p) for p in paths] if paths else [settings.corpus]

@@ -204,7 +204,7 @@ class ExtractiveAnswerer:
             # A second sentence must add something: not the same text again, not a paraphrase.
             # (Requiring it to add question words as well cost 8 points of answer accuracy on
             # the Python-docs set: the sentence after the best one often holds the answer.)
-            if self.supported(cand) and not _overlaps(cand.sentence, chosen[0].sentence) \
+            if self.supported(cand) and not _same_region(cand.sentence, chosen[0].sentence) \
                     and float(cand.vector @ chosen[0].vector) < MAX_REDUNDANCY:
                 chosen.append(cand)
                 break
@@ -213,21 +213,23 @@ class ExtractiveAnswerer:
         for scored_sentence in chosen:
             s = scored_sentence.sentence
             n = _cite(citations, s, scored_sentence.score)
-            parts.append(f"{_tidy(s.text)} [{n}]")
+            parts.append(f"{_as_answer_sentence(s.text)} [{n}]")
         text = " ".join(parts)
-        short = self.short_answer(question, query_vector, _tidy(chosen[0].sentence.text), asked)
+        short = self.short_answer(question, query_vector, _as_answer_sentence(chosen[0].sentence.text), asked)
+        lead = None
         if short and short.lower() not in text[: len(short) + 2].lower():
-            text = f"{short[0].upper()}{short[1:]} — {text}"
-        return Answer(question=question, text=text, refused=False, citations=citations)
+            lead = f"{short[0].upper()}{short[1:]}"
+            text = f"{lead} — {text}"
+        return Answer(question=question, text=text, refused=False, citations=citations, lead=lead)
 
 
-def _overlaps(a: Sentence, b: Sentence) -> bool:
+def _same_region(a: Sentence, b: Sentence) -> bool:
     """Same document region (neighbouring chunks overlap, so the same sentence can appear twice)."""
     ca, cb = a.hit.chunk, b.hit.chunk
     return ca.source == cb.source and ca.start + a.start < cb.start + b.end and cb.start + b.start < ca.start + a.end
 
 
-def _tidy(sentence: str) -> str:
+def _as_answer_sentence(sentence: str) -> str:
     """The sentence as an answer: no news dateline in front, single spaces, a closing stop."""
     text = _DATELINE.sub("", sentence)
     text = " ".join(text.split()).replace(" .", ".")

@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+import bm25s
 import numpy as np
 
 from bot.schema import Chunk, Hit
@@ -25,8 +26,6 @@ class BM25Index:
     """bm25s over every chunk in the collection, plus the chunks themselves for lookup."""
 
     def __init__(self, chunks: list[Chunk]) -> None:
-        import bm25s
-
         self.chunks = chunks
         self.model = bm25s.BM25()
         tokens = [tokenize_document(c.text + "\n" + (c.section or "") + "\n" + c.title) for c in chunks]
@@ -72,8 +71,6 @@ class BM25Index:
         try:
             if json.loads((directory / "generation.json").read_text()) != generation:
                 return None
-            import bm25s
-
             self = cls.__new__(cls)
             with open(directory / "chunks.jsonl", encoding="utf-8") as f:
                 self.chunks = [Chunk(**json.loads(line)) for line in f]

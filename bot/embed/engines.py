@@ -1,0 +1,177 @@
+"""The engines: three runtimes computing the same thing, the model's mean-pooled, L2-normalised
+output, behind one interface (`Engine`: a `name` and `run(encodings) -> unit float32 vectors`).
+benchmarks/embed.py measures them.
+
+* OpenVINO, for ingest. It runs the model in bf16 where the CPU computes bf16 natively (AMX or
+  AVX512-BF16; fp32 elsewhere), with fused attention: 2.6x stock sentence-transformers on a
+  2-core Zen 4, where torch bf16 autocast reached 1.9x (its CPU attention kernel is a quarter
+  of the time at head size 32). Checked against fp32 ONNX Runtime before use (cosine ≥ 0.999).
+* ONNX Runtime, fp32, for questions and the answerer's sentences: a few milliseconds per
+  question and no torch import, so `qabot ask` starts quickly. An int8 copy of the same graph
+  ranks the answerer's candidate sentences (twice as fast on short inputs).
+* torch, the reference and the fallback when neither runtime is available (bf16 autocast where
+  native). It is also what the ONNX file both runtimes read is exported from (export.py).
+
+This module only builds and runs engines; which one is loaded, checked and used is
+`EngineRegistry`'s business (registry.py).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from bot.embed.batching import BATCH_TOKENS, OPENVINO_BATCH_TOKENS, normalise, run_batched
+
+# Fidelity floors: a candidate engine whose vectors stray further from its reference on the probe
+# texts is not used.
+ONNX_MIN_COSINE = 0.9999  # the ONNX export vs torch fp32
+# int8 vectors only rank a question's candidate sentences (never stored, never searched): mean
+# cosine to fp32 0.992 on Python-docs sentences, min 0.97; twice as fast on short inputs.
+INT8_MIN_COSINE = 0.95
+OPENVINO_MIN_COSINE = 0.999  # bf16 lands at ~0.99996 of fp32; anything further is a broken build
+
+PROBE_TEXTS = ["When will Russia leave the International Space Station?",
+               "os.path.join(path, *paths) joins one or more path segments intelligently.",
+               "x",
+               "The quick brown fox jumps over the lazy dog. " * 30]
+
+
+class Engine(Protocol):
+    """Tokenised texts (`tokenizers` Encodings) → float32 (n, DIM) unit vectors, in input order."""
+
+    name: str
+
+    def run(self, encodings: Sequence) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class _Batched:
+    """What the engines share: a name (their runtime and precision) and a token budget per batch."""
+
+    runtime: ClassVar[str]
+    precision: str = "fp32"
+    batch_tokens: int = BATCH_TOKENS
+
+    @property
+    def name(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+    def batched(self, batch_tokens: int):
+        """This engine with another token budget per batch."""
+        return replace(self, batch_tokens=batch_tokens)
+
+
+@dataclass(frozen=True)
+class OnnxEngine(_Batched):
+    """An ONNX Runtime session of the exported graph (precision "fp32", or "int8" for its copy)."""
+
+    runtime: ClassVar[str] = "ONNX Runtime"
+    session: Any = field(kw_only=True)
+
+    def run(self, encodings: Sequence) -> np.ndarray:
+        return run_batched(encodings, self.batch_tokens, lambda ids, mask: self.session.run(
+            None, {"input_ids": ids, "attention_mask": mask})[0])
+
+
+@dataclass(frozen=True)
+class OpenVinoEngine(_Batched):
+    """The exported graph compiled by OpenVINO for `precision`."""
+
+    runtime: ClassVar[str] = "OpenVINO"
+    batch_tokens: int = OPENVINO_BATCH_TOKENS
+    compiled: Any = field(kw_only=True)
+
+    def run(self, encodings: Sequence) -> np.ndarray:
+        request = self.compiled.create_infer_request()
+        return run_batched(encodings, self.batch_tokens, lambda ids, mask: request.infer(
+            {"input_ids": ids, "attention_mask": mask})[0])
+
+
+@dataclass(frozen=True)
+class TorchEngine(_Batched):
+    """The model on torch; `module()` gives the mean-pooled module (loading it on first use, so
+    that choosing this engine costs nothing until it runs). bf16 runs under autocast."""
+
+    runtime: ClassVar[str] = "torch"
+    module: Callable[[], Any] = field(kw_only=True)
+
+    def run(self, encodings: Sequence) -> np.ndarray:
+        # Imported here: torch costs ~5 s of start-up; the question path never needs it.
+        import torch
+
+        module = self.module()
+
+        def forward(ids, mask):
+            return module(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return run_batched(encodings, self.batch_tokens, forward)
+
+
+def mean_pooled(bert):
+    """The model's whole computation on token ids around `bert` (a transformers model):
+    transformer → mean over real tokens → L2 norm (what modules.json describes: Transformer,
+    Pooling(mean), Normalize). In eval mode."""
+    # Imported here: torch costs ~5 s of start-up; the question path never needs it.
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, bert) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+    return MeanPooled(bert).eval()
+
+
+def new_session(path: Path):
+    """An ONNX Runtime CPU session of the graph at `path`, with a pool that does not spin."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, min(os.cpu_count() or 1, 8))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Idle threads sleep instead of spinning: a spinning pool steals a core from whatever runs
+    # next (measured: the int8 sentence pass ran at 62 ms right after a question on a spinning
+    # fp32 session, 33 ms without spinning).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def openvino_available() -> bool:
+    try:
+        # Imported here: OpenVINO is only for ingest; questions never load it.
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compile_openvino(path: Path, precision: str):
+    """The ONNX graph at `path` compiled for the CPU (bf16 asks for native bf16 kernels)."""
+    # Imported here: OpenVINO is only for ingest; questions never load it.
+    import openvino
+
+    core = openvino.Core()
+    return core.compile_model(core.read_model(str(path)), "CPU", {
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+    })
+
+
+def agree_on_probes(tokenizer, reference: Engine, candidate: Engine, min_cosine: float) -> bool:
+    """Whether two engines give vectors at least this close on the probe texts."""
+    encodings = tokenizer.encode_batch(PROBE_TEXTS)
+    expected, got = normalise(reference.run(encodings)), normalise(candidate.run(encodings))
+    return float((expected * got).sum(axis=1).min()) >= min_cosine

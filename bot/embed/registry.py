@@ -1,0 +1,262 @@
+"""`EngineRegistry`: everything the embedder loads, owned by one object that is passed in.
+
+It holds the tokenizer, the SentenceTransformer and its torch module, the ONNX Runtime fp32 and
+int8 sessions, the OpenVINO compiled models per precision, the cache directory the export and
+its int8 copy live in (export.py), the on/off switches and the CPU flags, and a lock per thing it
+loads: each is loaded on first use, once, and kept. Engines are checked against their reference
+before they are handed out (engines.py gives the floors); one that disagrees is never used.
+
+The process-wide default (`EngineRegistry.default()`) is what an `Embedder` uses when it is given
+none, so every Embedder in a process (ingest then answer in the CLI, the Discord bot) shares one
+loaded model. A registry made with its own cache directory, switches, CPU flags or fidelity floors
+is independent of it (tests, benchmarks).
+
+Switches, read once, when the registry is made: QABOT_ONNX=0 keeps everything on torch (for
+comparisons, or if ONNX Runtime misbehaves); QABOT_INT8=0 ranks the answerer's sentences with fp32
+vectors instead; QABOT_OPENVINO=0 embeds ingest on torch (or ONNX Runtime for fp32) instead.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bot import config
+from bot.embed import engines, export, model
+from bot.embed.batching import BATCH_TOKENS, SMALL_BATCH_TOKENS
+from bot.embed.engines import Engine, OnnxEngine, OpenVinoEngine, TorchEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSwitches:
+    """Which optional engines may be used. int8 and OpenVINO read the ONNX export, so they are
+    off whenever `onnx` is."""
+
+    onnx: bool = True
+    int8: bool = True
+    openvino: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "EngineSwitches":
+        """QABOT_ONNX, QABOT_INT8, QABOT_OPENVINO (on unless 0/false/no/off; SettingError if bad)."""
+        return cls(onnx=config.switch("QABOT_ONNX", env=env), int8=config.switch("QABOT_INT8", env=env),
+                   openvino=config.switch("QABOT_OPENVINO", env=env))
+
+
+@dataclass(frozen=True)
+class FidelityFloors:
+    """Least cosine (on the probe texts) to its reference for an engine to be used."""
+
+    onnx: float = engines.ONNX_MIN_COSINE  # the export vs torch fp32
+    int8: float = engines.INT8_MIN_COSINE  # the int8 copy vs the fp32 export
+    openvino: float = engines.OPENVINO_MIN_COSINE  # OpenVINO vs fp32 ONNX Runtime
+
+
+_UNSET = object()
+
+
+class _Lazy:
+    """A value made by `make()` on first use, once, under its own lock."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._value: Any = _UNSET
+        self._lock = threading.Lock()
+
+    @property
+    def made(self) -> bool:
+        return self._value is not _UNSET
+
+    def get(self) -> Any:
+        value = self._value
+        if value is _UNSET:
+            with self._lock:
+                if self._value is _UNSET:
+                    self._value = self._make()
+                value = self._value
+        return value
+
+    def retry_if_none(self) -> None:
+        """Forget a None result, so the next `get` tries again."""
+        with self._lock:
+            if self._value is None:
+                self._value = _UNSET
+
+
+class EngineRegistry:
+    """The loaded model and engines of a process (or of a test); see the module docstring."""
+
+    _default: ClassVar["EngineRegistry | None"] = None
+    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, cache_dir: Path | str | None = None, switches: EngineSwitches | None = None,
+                 cpu_flags: Iterable[str] | None = None, floors: FidelityFloors | None = None) -> None:
+        """`cache_dir` default: bot.config.cache_dir(); `switches`: from the environment; `cpu_flags`:
+        this machine's; `floors`: FidelityFloors(). Nothing is loaded until it is used."""
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else config.cache_dir()
+        self.switches = switches if switches is not None else EngineSwitches.from_env()
+        self.cpu_flags = frozenset(cpu_flags) if cpu_flags is not None else model.cpu_flags()
+        self.floors = floors if floors is not None else FidelityFloors()
+        self._tokenizer = _Lazy(model.load_tokenizer)
+        self._max_seq_length = _Lazy(model.max_seq_length)
+        self._sentence_transformer = _Lazy(model.load_sentence_transformer)
+        self._torch_module = _Lazy(lambda: engines.mean_pooled(self.sentence_transformer()[0].auto_model))
+        self._torch_prepared = _Lazy(self._prepare_torch)
+        self._onnx_file = _Lazy(lambda: export.onnx_model_file(self.cache_dir, model.model_path(), self.max_seq_length()))
+        self._onnx = _Lazy(self._load_onnx)
+        self._int8 = _Lazy(self._load_int8)
+        self._openvino = {p: _Lazy(lambda p=p: self._compile_openvino(p)) for p in model.PRECISIONS}
+        self._export_lock = threading.Lock()
+
+    @classmethod
+    def default(cls) -> "EngineRegistry":
+        """The process-wide registry (switches and cache directory from the environment, read
+        when it is first asked for), shared by every Embedder that is given none."""
+        if cls._default is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = EngineRegistry()
+        return cls._default
+
+    def resolve_precision(self, requested: str = "auto") -> str:
+        """model.resolve_precision for this registry's CPU flags."""
+        return model.resolve_precision(requested, self.cpu_flags)
+
+    # --- the model ------------------------------------------------------------------------------
+
+    def tokenizer(self):
+        return self._tokenizer.get()
+
+    def max_seq_length(self) -> int:
+        return self._max_seq_length.get()
+
+    def sentence_transformer(self):
+        """The stock SentenceTransformer (imports torch): the torch engine's weights."""
+        return self._sentence_transformer.get()
+
+    def torch_module(self):
+        """The transformer with mean pooling, from the shared SentenceTransformer."""
+        return self._torch_module.get()
+
+    def prepare_torch(self):
+        """The torch module, and (once, with torch loaded anyway) the ONNX export and its int8
+        copy written, so that later processes start fast."""
+        return self._torch_prepared.get()
+
+    def _prepare_torch(self):
+        module = self.torch_module()
+        self.ensure_onnx_export()
+        return module
+
+    # --- the files in the cache -----------------------------------------------------------------
+
+    def onnx_model_file(self) -> Path:
+        return self._onnx_file.get()
+
+    def int8_model_file(self) -> Path:
+        return export.int8_model_file(self.onnx_model_file())
+
+    def onnx_export(self) -> Path | None:
+        """The checked ONNX export, exported from torch now if it is not there yet; None where
+        that cannot be done."""
+        target = self.onnx_model_file()
+        if target.exists():
+            return target
+        with self._export_lock:
+            return export.export_onnx(target, self.torch_module, lambda tmp: self._agree(
+                TorchEngine(module=self.torch_module), OnnxEngine(session=engines.new_session(tmp)), self.floors.onnx))
+
+    def quantized(self) -> Path | None:
+        """The checked int8 copy of the export, quantized now if it is not there yet; None where
+        that cannot be done."""
+        source = self.onnx_model_file()
+        return export.quantize_onnx(source, self.int8_model_file(), lambda tmp: self._agree(
+            OnnxEngine(session=engines.new_session(source)), OnnxEngine("int8", session=engines.new_session(tmp)),
+            self.floors.int8))
+
+    def ensure_onnx_export(self) -> None:
+        """Export (and quantize) once where ONNX is on; an fp32 session found missing before is
+        looked for again on its next use."""
+        if not self.switches.onnx:
+            return
+        if not self.onnx_model_file().exists() and self.onnx_export() is not None:
+            self._onnx.retry_if_none()
+        if self.onnx_model_file().exists():
+            self.quantized()
+
+    def _agree(self, reference: Engine, candidate: Engine, floor: float) -> bool:
+        return engines.agree_on_probes(self.tokenizer(), reference, candidate, floor)
+
+    # --- the engines ----------------------------------------------------------------------------
+
+    def onnx_fp32(self, batch_tokens: int = BATCH_TOKENS) -> OnnxEngine | None:
+        """ONNX Runtime on the fp32 export, or None (not exported yet, switched off, unavailable).
+        Never exports: that needs torch."""
+        engine = self._onnx.get()
+        return None if engine is None else engine.batched(batch_tokens)
+
+    def _load_onnx(self) -> OnnxEngine | None:
+        path = self.onnx_model_file() if self.switches.onnx else None
+        if path is None or not path.exists():
+            return None
+        try:
+            return OnnxEngine(session=engines.new_session(path))
+        except Exception as exc:  # corrupt cache file, missing onnxruntime, ...
+            log.warning("cannot load %s (%s); using torch", path, exc)
+            return None
+
+    def onnx_int8(self, batch_tokens: int = SMALL_BATCH_TOKENS) -> OnnxEngine | None:
+        """ONNX Runtime on the int8 copy (quantizing once if needed), for ranking sentences; None
+        where it is switched off or cannot be made."""
+        if not self._int8.made and not (self.switches.onnx and self.switches.int8 and self.onnx_fp32()):
+            return None  # not remembered: the fp32 export this needs may appear later in the process
+        engine = self._int8.get()
+        return None if engine is None else engine.batched(batch_tokens)
+
+    def _load_int8(self) -> OnnxEngine | None:
+        if self.quantized() is None:
+            return None
+        try:
+            return OnnxEngine("int8", session=engines.new_session(self.int8_model_file()))
+        except Exception as exc:
+            log.warning("cannot load %s (%s); ranking sentences in fp32", self.int8_model_file(), exc)
+            return None
+
+    def openvino(self, precision: str) -> OpenVinoEngine | None:
+        """The export compiled by OpenVINO for `precision` ("bf16" or "fp32"), checked against fp32
+        ONNX Runtime; None where OpenVINO is missing, switched off or disagrees."""
+        return self._openvino[precision].get()
+
+    def _compile_openvino(self, precision: str) -> OpenVinoEngine | None:
+        if not (self.switches.onnx and self.switches.openvino and engines.openvino_available()):
+            return None
+        self.ensure_onnx_export()  # OpenVINO reads the same checked ONNX file
+        path, reference = self.onnx_model_file(), self.onnx_fp32()
+        if reference is None or not path.exists():
+            return None
+        try:
+            engine = OpenVinoEngine(precision, compiled=engines.compile_openvino(path, precision))
+            if not self._agree(reference, engine, self.floors.openvino):
+                log.warning("OpenVINO %s disagrees with fp32 ONNX Runtime; embedding on torch", precision)
+                return None
+            return engine
+        except Exception as exc:  # an optional speed-up: never let it break ingest
+            log.warning("cannot use OpenVINO (%s); embedding on torch", exc)
+            return None
+
+    def torch(self, precision: str, batch_tokens: int = BATCH_TOKENS) -> TorchEngine:
+        """The torch engine; nothing loads until it runs (then the model, and the ONNX export
+        once: `prepare_torch`)."""
+        return TorchEngine(precision, batch_tokens, module=self.prepare_torch)
+
+    def ingest(self, precision: str, torch_batch_tokens: int = BATCH_TOKENS) -> Engine:
+        """The engine for large inputs in an index's precision: OpenVINO, else ONNX Runtime for
+        fp32, else torch."""
+        return (self.openvino(precision)
+                or (self.onnx_fp32() if precision == "fp32" else None)
+                or self.torch(precision, torch_batch_tokens))

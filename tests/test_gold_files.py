@@ -162,3 +162,21 @@ def test_pydocs_evidence_and_answers_in_sources():
         if not any(_norm(a) in nev or _norm(a) in ntext for a in it["answers"]):
             problems.append(f"{it['id']}: no accepted answer found in evidence or {src}")
     assert not problems, "\n".join(problems)
+
+
+DEVSET_CHECK = HERE / "devsets" / "check.py"
+DEVSET_ROOTS = [HERE.parent / "corpus", PYDOCS_DIR, HERE.parent.parent / "shared" / "data" / "phantom-dev" / "corpus",
+                Path("/usr/share/doc/postfix/html")]
+
+
+@pytest.mark.skipif(not all(p.is_dir() for p in DEVSET_ROOTS),
+                    reason="a devset corpus is missing (python3.11-doc, postfix-doc, ../shared/data/phantom-dev)")
+def test_devsets_are_well_formed_and_grounded():
+    """tests/devsets/check.py: keys, kinds, ≥20% unanswerable, evidence found in the extracted
+    text, answers in the evidence, no dev/test overlap, made-up names absent from the corpus."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(DEVSET_CHECK), "--pydocs", str(PYDOCS_DIR)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -15,9 +15,9 @@ from bot.eval.scoring import evaluate
 from bot.ingest.pipeline import ingest
 
 GOLD = Path(__file__).parent / "gold"
-ISS_THRESHOLDS = {
-    "answer_accuracy": 0.91,
-    "citation_accuracy": 0.88,
+ISS_THRESHOLDS = {  # strict scoring: a wrong lead makes a wrong answer; citations by highlighted span
+    "answer_accuracy": 0.80,
+    "citation_accuracy": 0.85,
     "refusal_recall": 0.69,
     "refusal_precision": 0.75,
     "recall@5": 1.0,

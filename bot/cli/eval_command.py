@@ -58,21 +58,41 @@ def eval_command(gold_path, corpus, index_dir, chroma_url, k, as_json, llm, **mi
 
 
 def print_eval(report) -> None:
+    """The per-question table (its short columns always visible, the question cut to fit), the
+    aggregates, the figures per kind and tag, then each failure in full, wrapped to the terminal."""
     console = Console(highlight=False)
-    table = Table(show_lines=False)
-    for column in ("id", "question", "kind", "ok", "cite", "rank", "ms", "answer"):
-        wide = column in ("question", "answer")
-        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=60 if wide else None,
-                         ratio=2 if wide else None)
+    table = Table(show_lines=False, box=None, pad_edge=False)
+    for column in ("id", "ok", "lead", "cite", "rank", "ms"):
+        table.add_column(column, no_wrap=True, min_width=len(column))
+    table.add_column("question", no_wrap=True, overflow="ellipsis", ratio=1)
     for r in report.items:
         if r.kind == "unanswerable":
-            ok = "[green]refused[/]" if r.refused else "[red]answered[/]"
-            cite = ""
+            ok, lead, cite = ("[green]refused[/]" if r.refused else "[red]answered[/]"), "", ""
         else:
             ok = "[green]yes[/]" if r.answer_correct else ("[yellow]refused[/]" if r.refused else "[red]no[/]")
+            lead = "" if r.lead_correct is None else ("[green]ok[/]" if r.lead_correct else "[red]wrong[/]")
             cite = "[green]yes[/]" if r.citation_correct else "[red]no[/]"
-        table.add_row(r.id, r.question, r.kind, ok, cite, str(r.evidence_rank or "-"), f"{r.latency_ms:.0f}",
-                      r.answer[:160])
+        table.add_row(r.id, ok, lead, cite, str(r.evidence_rank or "-"), f"{r.latency_ms:.0f}", r.question)
     console.print(table)
+    console.print()
     for key, value in report.metrics.items():
         console.print(f"{key:>20}  {value}")
+    groups = report.groups()
+    if len(groups) > 1:
+        console.print("\nBy kind and tag: n, answer acc., refusal recall, recall@k")
+        for name, m in groups.items():
+            figures = [f"{m['questions']:>3}", _pct(m["answer_accuracy"]), _pct(m["refusal_recall"]),
+                       _pct(m[f"recall@{report.k}"])]
+            console.print(f"  {name:<24} " + "  ".join(figures))
+    failures = report.failures()
+    if failures:
+        console.print(f"\nFailures ({len(failures)})")
+        for r in failures:
+            expected = "a refusal" if r.kind == "unanswerable" else " | ".join(r.expected)
+            console.print(f"[bold]{r.id}[/] ({r.kind}) {r.question}", markup=True)
+            console.print(f"    expected: {expected}", markup=False)
+            console.print(f"    got: {' '.join(r.answer.split())[:300]}", markup=False)
+
+
+def _pct(value) -> str:
+    return "   -" if value is None else f"{value:>4.2f}"

@@ -2,6 +2,7 @@
 import _thread
 import io
 import os
+import random
 import re
 import subprocess
 import sys
@@ -134,6 +135,55 @@ def test_ctrl_d_says_bye_and_exits_cleanly(idle_terminal):
     assert term.child.exitstatus == 0
 
 
+SPINNER = re.compile("[\u2800-\u28ff]|Thinking")  # rich's "dots" frames are braille characters
+
+
+def quiet_for(term: Terminal, seconds: float) -> str:
+    """Everything the chat prints during the next `seconds` (raw, escapes included)."""
+    mark = len(term.log.getvalue())
+    term.child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=seconds)
+    return term.log.getvalue()[mark:]
+
+
+@pytest.mark.slow  # ~25 s: the model load and 30 questions
+def test_ctrl_c_at_any_moment_of_an_answer_leaves_a_clean_prompt(iss_index, tmp_path):
+    """Ctrl-C at random moments while questions are answered (the spinner starting, running,
+    stopping, the answer printing): each time the prompt comes back with no spinner left running
+    behind it, and nothing is drawn after "Bye."."""
+    term = Terminal(iss_index, tmp_path)
+    rng = random.Random(12)
+    try:
+        term.wait_for_prompt("Ctrl-D to quit", timeout=LOAD_TIMEOUT)
+        started = time.monotonic()
+        term.send("when will russia leave the iss?", then="Sources")
+        answer_s = time.monotonic() - started  # how long one answer takes here, printing included
+        cancelled = 0
+        for i in range(30):
+            mark = len(term.log.getvalue())
+            term.child.sendline(f"when will russia leave the iss? ({i})")
+            # Two in three around when the spinner starts (where the race was); the rest anywhere.
+            time.sleep(rng.uniform(0.03, 0.15) if i % 3 else rng.uniform(0, 1.2 * answer_s))
+            term.child.sendcontrol("c")
+            # A command after the Ctrl-C: its reply and the prompt after it show the chat is back.
+            term.send(f"/check-{i}", then=f"Unknown command /check-{i}")
+            after = quiet_for(term, 0.25)  # the spinner redraws every 80 ms
+            assert not SPINNER.search(after), f"Ctrl-C {i}: the spinner still runs after the prompt: {after!r}"
+            cancelled += "Cancelled." in plain(term.log.getvalue()[mark:])
+        assert cancelled >= 5, f"only {cancelled} of 30 Ctrl-C's landed during an answer"
+        term.child.sendline("/quit")
+        term.child.expect_exact("Bye.")
+        mark = len(term.log.getvalue())
+        term.child.expect(pexpect.EOF, timeout=30)
+        after = term.log.getvalue()[mark:]
+        assert not plain(after) and not SPINNER.search(after), f"drawn after Bye.: {after!r}"
+        term.child.close()
+        assert term.child.exitstatus == 0
+        print(f"{cancelled} of 30 Ctrl-C's cancelled an answer (one answer: {answer_s:.2f} s)")
+    finally:
+        if term.child.isalive():
+            term.child.terminate(force=True)
+
+
 def test_piped_questions_are_answered_in_plain_text(iss_index, tmp_path):
     run = subprocess.run([sys.executable, *chat_args(iss_index)], cwd=REPO, env=chat_env(tmp_path),
                          input="when will russia leave the iss?\n\n/sources\n/quit\nwho is the new president?\n",
@@ -218,6 +268,44 @@ def test_ctrl_c_abandons_the_answer_and_returns_to_the_prompt():
     assert "Cancelled." in console.file.getvalue() and chat.turns == []
     slow.release.set()  # the abandoned call finishes unseen; the next question works
     assert chat.ask("next").text == "answer to next"
+
+
+class StreamingQA(SlowQA):
+    """Like SlowQA, with an LLM: streams two deltas, then the answer."""
+
+    llm_answerer = object()
+
+    def stream(self, question, history=None, k=None):
+        yield "answer "
+        yield "streaming"
+        yield self.answer(question, history)
+
+
+@pytest.mark.parametrize("qa", [SlowQA, StreamingQA])
+def test_ctrl_c_while_the_spinner_starts_leaves_no_spinner_running(monkeypatch, qa):
+    """The race the pseudo-terminal test samples, made certain: Ctrl-C arrives just as rich has
+    started the spinner's refresh thread, before the `with` block is entered."""
+    from rich import live
+
+    start = live._RefreshThread.start
+
+    def start_then_ctrl_c(thread):
+        start(thread)
+        _thread.interrupt_main()
+
+    monkeypatch.setattr(live._RefreshThread, "start", start_then_ctrl_c)
+    slow = qa()
+    slow.release.set()
+    console = terminal_console()
+    chat = Chat(slow, console, interactive=True)
+    assert chat.ask("a question") is None
+    shown = console.file.getvalue()
+    assert plain(shown).endswith("Cancelled.")
+    assert shown.rfind("\x1b[?25h") > shown.rfind("\x1b[?25l"), "the cursor is left hidden"
+    time.sleep(0.3)  # a spinner left running would redraw meanwhile
+    assert console.file.getvalue() == shown, "the spinner still runs after the Ctrl-C"
+    monkeypatch.undo()
+    assert chat.ask("next").text == "answer to next"  # and the next question has a working display
 
 
 def test_conversation_keeps_the_last_turns_and_reset_forgets_them():

@@ -6,8 +6,12 @@ conversation is a `list[Turn]` handed to `QA.answer`, which condenses follow-ups
 """
 from __future__ import annotations
 
+import queue
+import signal
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -22,7 +26,7 @@ from bot.config import history_path
 from bot.cli.terminal import print_answer, print_sources
 from bot.errors import QuestionError, describe
 from bot.schema import Turn
-from bot.threads import call_in_thread, in_thread
+from bot.threads import END, Worker
 
 MAX_TURNS = 6  # earlier exchanges kept for follow-ups
 POLL_S = 0.1  # how often the main thread checks on the worker (and so notices Ctrl-C)
@@ -85,11 +89,8 @@ class Chat:
         if it was rejected, failed or cancelled."""
         history = list(self.turns)
         try:
-            if self.interactive and self.qa.llm_answerer is not None:
-                answer = render_stream(self.console, in_thread(lambda: self.qa.stream(question, history), poll_s=POLL_S))
-            elif self.interactive:
-                with self.console.status("Thinking…", spinner="dots"):
-                    answer = call_in_thread(self.qa.answer, question, history, poll_s=POLL_S)
+            if self.interactive:
+                answer = self.answer_cancellably(question, history)
             else:
                 answer = self.qa.answer(question, history)
         except QuestionError as exc:
@@ -113,6 +114,60 @@ class Chat:
         del self.turns[:-MAX_TURNS]
         return answer
 
+    def answer_cancellably(self, question: str, history: list):
+        """The answer, computed in a worker thread behind a spinner (or streamed, with an LLM);
+        KeyboardInterrupt if Ctrl-C was pressed meanwhile, with the spinner stopped and erased.
+
+        While the spinner runs, Ctrl-C only sets an event that the waiting loop checks: a
+        KeyboardInterrupt raised at an arbitrary point could land inside rich's start or stop of
+        the live display (its refresh thread started, the `with` not yet entered) and leave the
+        spinner drawing over the prompt, and after exit."""
+        cancel = threading.Event()
+        with ctrl_c_sets(cancel):
+            if self.qa.llm_answerer is not None:
+                return render_stream(self.console, cancellable(lambda: self.qa.stream(question, history), cancel))
+            with self.console.status("Thinking…", spinner="dots"):
+                (answer,) = cancellable(lambda: [self.qa.answer(question, history)], cancel)
+            return answer
+
+
+# --- Ctrl-C while answering ----------------------------------------------------------------------
+
+@contextmanager
+def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
+    """Inside the block, SIGINT (Ctrl-C) sets `event` instead of raising KeyboardInterrupt
+    wherever the main thread happens to be. Outside the main thread (no signals there) a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cancellable(produce: Callable[[], Iterable], cancel: threading.Event, poll_s: float = POLL_S) -> Iterator:
+    """The items of `produce()`, iterated in a worker thread (an abandoned one finishes unseen);
+    raises KeyboardInterrupt here, at a point of its choosing, within `poll_s` of `cancel` being set."""
+    items: queue.Queue = queue.Queue()
+    worker = Worker(produce, lambda item, error: items.put((item, error)), name="qabot-answer")
+    try:
+        while True:
+            if cancel.is_set():
+                raise KeyboardInterrupt
+            try:
+                item, error = items.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+            if error is not None:
+                raise error
+            if item is END:
+                return
+            yield item
+    finally:
+        worker.close()
+
 
 # --- streaming LLM answers -----------------------------------------------------------------------
 
@@ -122,7 +177,7 @@ def render_stream(console, items: Iterable):
     streamed = Text()
     final = None
     with Live(Spinner("dots", "Thinking…"), console=console, transient=True, refresh_per_second=10) as live:
-        try:
+        try:  # a Ctrl-C arrives as KeyboardInterrupt from `items`, never inside Live (see ctrl_c_sets)
             for item in items:
                 if isinstance(item, str):
                     streamed.append(item)
@@ -187,13 +242,13 @@ def load_qa(settings, console):
     """open_qa (ingesting first if needed) and the model warm-up, behind a "Loading…" line."""
     from bot.ingest.status import corpus_changed  # the pipeline's imports cost ~1.3 s: see pipeline.py
 
-    if console.is_terminal:
-        status = console.status("Loading…", spinner="dots")
-        status.start()
-    else:
-        click.echo("Loading…", err=True)
-        status = None
+    status = None
     try:
+        if console.is_terminal:
+            status = console.status("Loading…", spinner="dots")
+            status.start()  # inside the try: a Ctrl-C in start() still stops it
+        else:
+            click.echo("Loading…", err=True)
         if status is not None and settings.corpus.exists() and corpus_changed(settings):
             status.stop()  # ingest draws its own progress bar
             status = None

@@ -98,19 +98,32 @@ def strip_markers(text: str) -> str:
 # --- sentences ----------------------------------------------------------------------------------
 
 # A sentence ends at . ! ? (and closing quotes/brackets) followed by space and a capital or a
-# digit, at a blank line, or before a list item. "[n]" markers right after the stop belong to
+# digit, at a blank line, before a list item, or after a heading line. "[n]" markers right after the stop belong to
 # the sentence before them.
 _SENTENCE_END = re.compile(
     r"(?<=[.!?。])[\"”’)\]]*(?P<markers>(?:\s*" + CITATION_MARKER.pattern + r")*)\s+(?=[\"“‘(\[]?[A-Z0-9])"
     r"|\n\s*\n|\n(?=\s*[-*•#]|\s*\d+[.)]\s)"
 )
+# A short line ending in a letter, followed by a capital on the next line, is a heading, not the
+# start of the next sentence ("Postfix CDB Howto\nIntroduction\nCDB (Constant DataBase) is …",
+# as HTML pages come out); wrapped prose lines are longer.
+_HEADING_LINE = re.compile(r"^[^\n]{1,40}[^\W\d_]\n(?=[A-Z])", re.M)
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "mr", "mrs", "ms", "dr", "st", "vs", "approx", "no", "fig", "cf"})
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence of `text`, surrounding space excluded, trailing citation
-    markers included. "U.S.", "J. Smith" and "e.g." do not end a sentence."""
+    markers included. "U.S.", "J. Smith" and "e.g." do not end a sentence; a heading line is a
+    sentence of its own."""
+    cuts = [m.end() for m in _HEADING_LINE.finditer(text)]
+    if cuts:
+        return [(a + s, a + e) for a, b in zip([0] + cuts, cuts + [len(text)])
+                for s, e in _sentence_spans(text[a:b])]
+    return _sentence_spans(text)
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
     spans, start = [], 0
     for m in _SENTENCE_END.finditer(text):
         before = text[start:m.start()].rsplit(None, 1)

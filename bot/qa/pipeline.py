@@ -22,7 +22,9 @@ from bot.errors import IndexProblem
 from bot.ingest.manifest import embedding_settings_check, open_manifest
 from bot.ingest.status import index_exists
 from bot.qa.condense import condense
-from bot.qa.extractive import PASSAGES_SCANNED, ExtractiveAnswerer
+from bot.qa.entities import unmentioned
+from bot.qa.extractive import PASSAGES_SCANNED, ExtractiveAnswerer, chain_answers, refusal
+from bot.qa.hops import split_two_hop
 from bot.qa.question import clean_question
 from bot.qa.retrieve import HybridRetriever
 from bot.schema import Answer, Hit, Turn
@@ -38,6 +40,9 @@ def make_llm_answerer(spec: str, embedder, timeout_s: float = 60.0):
 
     return LLMAnswerer(make_chat_model(spec, timeout_s=timeout_s), name=f"llm:{spec}", timeout_s=timeout_s,
                        embed=embedder.embed)
+
+
+MAX_HOPS = 3
 
 
 @dataclass
@@ -132,19 +137,53 @@ class QA:
         run.timings["answer"] = (time.perf_counter() - answer_started) * 1e3
         if run.query and run.query != run.question:
             result.standalone_question = run.query
-        result.retrieved = run.hits
+        result.retrieved = result.retrieved or run.hits
         timings = {**result.timings_ms, **run.timings, "total": (time.perf_counter() - run.started) * 1e3}
         result.timings_ms = {key: round(value, 2) for key, value in timings.items()}
         return result
 
     # -- the entry points
 
+    def _unmentioned(self, run: _Run) -> Answer | None:
+        """A refusal naming the question's name (a person, an identifier) that no retrieved
+        passage mentions: answering from a passage about someone else would be wrong."""
+        texts = [f"{h.chunk.title}\n{h.chunk.section or ''}\n{h.chunk.source}\n{h.chunk.text}" for h in run.hits]
+        missing = unmentioned(run.question, self.retriever.bm25.nouns, texts)
+        if missing is None:
+            return None
+        return refusal(run.question, run.hits, text=f"No document mentions {missing}.")
+
+    def _two_hop(self, run: _Run, question: str | None = None, depth: int = 0) -> Answer | None:
+        """The answer to a question whose first step is a name (bot/qa/hops.py), every passage
+        cited; None when the question has no such step or a hop finds no answer. The rest of the
+        question may itself start with a name ("… husband's mother's hobby"): up to three hops."""
+        hops = split_two_hop(question or run.question)
+        if hops is None or depth >= MAX_HOPS - 1:
+            return None
+        first = self._hop(hops.first, run)
+        name = self.extractive.named_answer(first, hops.first) if not first.refused else None
+        if name is None:
+            return None
+        rest = hops.template.format(name)
+        second = self._two_hop(run, rest, depth + 1) or self._hop(rest, run)
+        if second.refused:
+            return None
+        return chain_answers(run.question, first, second)
+
+    def _hop(self, question: str, run: _Run) -> Answer:
+        hop = _Run(question, [], run.k, query=question)
+        self._retrieve(hop)
+        run.timings["retrieve_hops"] = run.timings.get("retrieve_hops", 0.0) + sum(hop.timings.values())
+        result = self._extractive(hop)
+        result.retrieved = hop.hits
+        return result
+
     def answer(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Answer:
         """The one entry point: every front end calls this (or `stream`, which ends the same way)."""
         run = self._start(question, history, k)
         t0 = time.perf_counter()
-        result = None
-        if self.llm_answerer is not None and run.hits:
+        result = self._unmentioned(run) or self._two_hop(run)
+        if result is None and self.llm_answerer is not None and run.hits:
             result = self.llm_answerer.answer(run.question, *self._passages(run), run.history)
         return self._finish(run, result or self._extractive(run), t0)
 
@@ -154,8 +193,8 @@ class QA:
         Without an LLM it yields just the final `Answer`."""
         run = self._start(question, history, k)
         t0 = time.perf_counter()
-        final = None
-        if self.llm_answerer is not None and run.hits:
+        final = self._unmentioned(run) or self._two_hop(run)
+        if final is None and self.llm_answerer is not None and run.hits:
             for item in self.llm_answerer.stream(run.question, *self._passages(run), run.history):
                 if isinstance(item, str):
                     yield item

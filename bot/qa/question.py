@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from bot.errors import QuestionError
-from bot.text import STOPWORDS
+from bot.text import STOPWORDS, stem_words, words
 
 MAX_QUESTION_CHARS = 4000
 
@@ -37,7 +37,7 @@ _NUMWORD = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|f
 SPAN_PATTERNS = {
     "when": re.compile(
         rf"\b(?:(?:after|before|by|since|until|till|in|on|from|around|early|late|mid)\s+)?"
-        rf"(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?|\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}(?:\s+\d{{4}})?"
+        rf"(?:\d{{4}}-\d\d-\d\d\b|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?|\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}(?:\s+\d{{4}})?"
         rf"|{_MONTH}(?:\s+\d{{4}})?|(?:1[5-9]|20)\d\d(?:s)?\b|the\s+\d{{1,2}}(?:st|nd|rd|th)\b"
         rf"|(?:\d+|{_NUMWORD}|a)\s+(?:years?|months?|weeks?|days?|hours?)(?:\s+(?:in advance|ago|later|earlier))?"
         rf"|(?:this|next|last)\s+(?:year|month|week)|yesterday|today|tomorrow)",
@@ -62,13 +62,46 @@ _TYPE_RULES = [
 
 _NOT_NAMES = {"the", "a", "an", "on", "in", "at", "after", "before", "however", "by", "but", "and",
               "this", "that", "it", "he", "she", "they", "we", "i", "there", "then", "when", "if"}
+# A capitalised date word is not a person ("who did Borisov replace?" is never "July").
+_CALENDAR = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
+             "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+             "sept", "oct", "nov", "dec", "monday", "tuesday", "wednesday", "thursday", "friday",
+             "saturday", "sunday"}
+# Words that only qualify a name: a span whose words are the question's own plus these is the
+# question's subject ("Deputy Prime Minister Borisov" when asked about Borisov), not an answer.
+_TITLES = {"mr", "mrs", "ms", "dr", "prof", "professor", "sir", "dame", "lord", "lady", "president", "vice",
+           "deputy", "prime", "minister", "director", "head", "chief", "general", "secretary", "chairman",
+           "chair", "governor", "mayor", "senator", "ambassador", "commander", "captain", "colonel", "judge",
+           "justice", "king", "queen", "prince", "princess", "former", "new", "acting"}
+
+
+# The words a question starts with; its first one decides its type ("which setting … when their
+# mail is stuck" asks for a setting, not a time).
+_QUESTION_WORD = re.compile(r"\b(?:what|which|who|whom|whose|when|where|why|how|is|are|does|do|did|can|could|should"
+                            r"|will|was|were|has|have)\b", re.I)
 
 
 def question_type(question: str) -> str | None:
-    for kind, rule in _TYPE_RULES:
-        if rule.search(question):
-            return kind
-    return None
+    head = _QUESTION_WORD.search(question)
+    found = [(m.start(), kind) for kind, rule in _TYPE_RULES if (m := rule.search(question))]
+    if not found:
+        return None
+    start, kind = min(found)
+    if head is not None and head.start() < start and not rule_at(question, head.start()):
+        return None  # an earlier question word asks for something else
+    return kind
+
+
+def rule_at(question: str, position: int) -> bool:
+    """Whether a typed question phrase (when, how many, who, ...) starts at `position`."""
+    return any(rule.match(question, position) for _, rule in _TYPE_RULES)
+
+
+_YEAR = re.compile(r"\b\d{4}\b")
+_ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\byear\?", re.I)
+_BARE_MONTH = re.compile(rf"(?:{_MONTH})", re.I)
+_DATE_PREPOSITION = re.compile(r"\b(?:in|on|since|until|till|by|from|during|early|late|mid|of|before|after)\s+$", re.I)
+_HOW_MANY_NOUN = re.compile(r"\bhow many\s+([a-z]+)", re.I)
 
 
 def span_candidates(kind: str | None, sentence: str, question: str) -> list[tuple[int, int]]:
@@ -77,21 +110,36 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
     if kind is None:
         return []
     spans = []
+    asked = set(words(question))
     for m in SPAN_PATTERNS[kind].finditer(sentence):
-        text = m.group(0).rstrip(" ,;")
+        text, start = m.group(0).rstrip(" ,;"), m.start()
         if kind == "who":
-            words = [w for w in text.split() if w.lower().strip(".") not in _NOT_NAMES]
-            if not words or words[-1].lower().strip(".") in question.lower():
-                continue  # the question's own subject (by surname: "Deputy Prime Minister Borisov")
-            if m.start() == 0 or sentence[m.start() - 2:m.start()].strip() in (".", ""):
-                if len(words) == 1 and words[0].lower() in _NOT_NAMES:
-                    continue
+            names = text.split()
+            while names and names[0].lower().strip(".") in _NOT_NAMES:  # "On July", "The Kremlin"
+                start = sentence.index(names[1], start + len(names[0])) if len(names) > 1 else start
+                names = names[1:]
+            if not names or any(w.lower().strip(".") in _CALENDAR for w in names):
+                continue
+            own = [w for w in names if w.lower().strip(".") not in asked]
+            if all(w.lower().strip(".") in _TITLES for w in own):
+                continue  # the question's own subject
+            text = " ".join(names)
+        if kind == "when":
+            if _ASKS_YEAR.search(question) and not _YEAR.search(text):
+                continue  # "what year?" is not answered by "on the 26th"
+            if _BARE_MONTH.fullmatch(text) and not _DATE_PREPOSITION.search(sentence[:start]):
+                continue  # "May" alone, with no "in" before it, is more often the verb
         if kind == "how_many":
             if len(text.split()) > 1 and text.split()[-1].lower() in STOPWORDS:
                 text = text[: text.rfind(" ")].rstrip(" ,;")
             if not re.search(r"\d|" + _NUMWORD, text, re.I) or re.fullmatch(r"(?:1[5-9]|20)\d\d", text):
                 continue  # no number, or a bare year: not an amount
-        spans.append((m.start(), m.start() + len(text)))
+            counted = _HOW_MANY_NOUN.search(question)
+            unit = re.search(r"([a-z]+)$", text, re.I)
+            if counted and unit and not re.fullmatch(r"\d.*|" + _NUMWORD, unit.group(1), re.I) and \
+                    stem_words([unit.group(1).lower()]) != stem_words([counted.group(1).lower()]):
+                continue  # "how many times" is not answered by "0.2 second"
+        spans.append((start, start + len(text)))
     return spans
 
 
@@ -111,3 +159,26 @@ def clause_around(sentence: str, span: tuple[int, int], min_words: int = 6) -> s
         if not after or len(sentence[start:end].split()) >= min_words:
             return sentence[start:end].strip()
         end = after.end()
+
+
+_STRONG_BREAK = re.compile(r";|\s(?:and|but|while|whereas)\s")
+
+
+def span_contexts(sentence: str, spans: list[tuple[int, int]]) -> list[str]:
+    """For each of several date/number spans of a sentence, the part of the sentence it belongs
+    to: the sentence is cut between neighbouring spans at the last "and"/"but"/";" between them
+    (else the last comma, else half-way), so "On July 15, …, Borisov succeeded Rogozin …, and on
+    July 25 also served as …" gives each date its own event."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i])
+    cuts = [0]
+    for a, b in zip(order, order[1:]):
+        gap_start, gap_end = spans[a][1], spans[b][0]
+        strong = [m.start() for m in _STRONG_BREAK.finditer(sentence, gap_start, gap_end)]
+        commas = [m.start() for m in re.finditer(",", sentence[gap_start:gap_end])]
+        cut = strong[-1] if strong else (gap_start + commas[-1] if commas else (gap_start + gap_end) // 2)
+        cuts.append(max(cut, cuts[-1]))
+    cuts.append(len(sentence))
+    contexts = [""] * len(spans)
+    for rank, i in enumerate(order):
+        contexts[i] = sentence[cuts[rank]:cuts[rank + 1]].strip(" ,;")
+    return contexts

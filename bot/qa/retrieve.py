@@ -17,6 +17,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from bot.qa.entities import ProperNouns
 from bot.schema import Chunk, Hit
 from bot.text import tokenize, tokenize_document
 
@@ -35,6 +36,7 @@ class BM25Index:
                 self.doc_freq[t] = self.doc_freq.get(t, 0) + 1
         if chunks:
             self.model.index(tokens, show_progress=False)
+        self.nouns = ProperNouns.from_texts(f"{c.title}\n{c.section or ''}\n{c.text}" for c in chunks)
 
     def idf(self, term: str) -> float:
         """Inverse document frequency; a term the corpus never uses counts as rarest of all."""
@@ -62,6 +64,7 @@ class BM25Index:
             for c in self.chunks:
                 f.write(json.dumps(c.__dict__, ensure_ascii=False) + "\n")
         (tmp / "doc_freq.json").write_text(json.dumps(self.doc_freq))
+        (tmp / "nouns.json").write_text(json.dumps(self.nouns.to_json()))
         (tmp / "generation.json").write_text(json.dumps(generation))
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)  # readers see the old cache or the new one, never half of one
@@ -75,6 +78,7 @@ class BM25Index:
             with open(directory / "chunks.jsonl", encoding="utf-8") as f:
                 self.chunks = [Chunk(**json.loads(line)) for line in f]
             self.doc_freq = json.loads((directory / "doc_freq.json").read_text())
+            self.nouns = ProperNouns.from_json(json.loads((directory / "nouns.json").read_text()))
             self.model = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if self.chunks else bm25s.BM25()
             return self
         except (OSError, ValueError, KeyError, TypeError):

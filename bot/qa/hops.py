@@ -1,0 +1,51 @@
+"""Two-hop questions whose first step is a name: "who is the mother of Micki Amador's husband?"
+
+No single passage answers these: one says who Micki Amador's husband is, another who his mother
+is. The question is split at its first possessive ("Micki Amador's husband"): the first hop asks
+"who is Micki Amador's husband?"; when its answer is a name (Samual Amador), the second hop asks
+the question with that name in place of the possessive ("who is the mother of Samual Amador?").
+A question whose rest says nothing once the name is put in ("who is Tracey Kean's husband?" →
+"who is Garth Kean?") is a one-hop question and is not split.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.text import STOPWORDS, tokenize
+
+_QUESTION_WORDS = {"what", "whats", "who", "whos", "when", "wen", "where", "which", "how", "hey", "hi"}
+_APOSTROPHE_S = re.compile(r"['’]s\s+(?P<noun>[A-Za-z][\w-]*)")
+_WORD_BEFORE = re.compile(r"([A-Za-z][\w-]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Hops:
+    first: str  # the question the first hop answers: "who is Micki Amador's husband?"
+    template: str  # the question with "{}" where the first hop's answer goes
+    phrase: str  # the possessive phrase that the name replaces
+
+
+def _owner_start(question: str, end: int) -> int | None:
+    """Where the name before "'s" at `end` begins: up to three words, none a stop word."""
+    start = None
+    for _ in range(3):
+        m = _WORD_BEFORE.search(question, 0, end)
+        if m is None or m.group(1).lower() in STOPWORDS | _QUESTION_WORDS:
+            break
+        start, end = m.start(1), m.start(1)
+    return start
+
+
+def split_two_hop(question: str) -> Hops | None:
+    """The two hops of `question`, or None when it has no possessive or nothing is left to ask."""
+    for m in _APOSTROPHE_S.finditer(question):
+        start = _owner_start(question, m.start())
+        if start is None:
+            continue
+        phrase = question[start:m.end()]
+        template = question[:start] + "{}" + question[m.end():]
+        if not tokenize(template.replace("{}", " ")):
+            return None  # "who is Tracey Kean's husband?": the first hop is the whole question
+        return Hops(first=f"who is {phrase}?", template=template, phrase=phrase)
+    return None

@@ -1,0 +1,103 @@
+"""The general mechanisms behind answer quality (#15): names no passage mentions, two-hop
+questions, leads that agree with the question's type, headings kept apart from sentences."""
+import pytest
+
+from bot.config import Settings
+from bot.ingest.pipeline import ingest
+from bot.qa.entities import ProperNouns, question_names, unmentioned
+from bot.qa.hops import split_two_hop
+from bot.qa.pipeline import QA
+from bot.qa.question import question_type, span_candidates, span_contexts
+from bot.text import split_sentences
+
+PEOPLE = {
+    "alma-rusk.txt": "# Alma Rusk\n\nThe husband of Alma Rusk is Bertram Rusk.\nThe occupation of Alma Rusk is "
+                     "glassblower.\nThe hobby of Alma Rusk is orienteering.\n",
+    "bertram-rusk.txt": "# Bertram Rusk\n\nThe wife of Bertram Rusk is Alma Rusk.\nThe mother of Bertram Rusk is "
+                        "Clothilde Rusk.\nThe occupation of Bertram Rusk is lighthouse keeper.\n",
+    "clothilde-rusk.txt": "# Clothilde Rusk\n\nThe son of Clothilde Rusk is Bertram Rusk.\nThe occupation of "
+                          "Clothilde Rusk is cartographer.\nThe hobby of Clothilde Rusk is falconry.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def people_qa(tmp_path_factory, embedder):
+    root = tmp_path_factory.mktemp("people")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for name, text in PEOPLE.items():
+        (corpus / name).write_text(text)
+    settings = Settings(corpus=corpus, index=root / "index")
+    ingest(settings, embedder=embedder)
+    return QA(settings, embedder=embedder)
+
+
+def test_a_person_no_document_mentions_is_named_in_the_refusal(people_qa):
+    answer = people_qa.answer("who is alma kowalczyk married to")
+    assert answer.refused and answer.text == "No document mentions alma kowalczyk."
+    # The same question about the real person is answered, from her own article.
+    real = people_qa.answer("who is alma rusk married to")
+    assert not real.refused and "Bertram Rusk" in real.text
+
+
+def test_a_misspelt_real_name_is_still_found(people_qa):
+    assert not people_qa.answer("what does bertram rusc do for a living").text.startswith("No document")
+
+
+def test_two_hop_question_cites_both_passages(people_qa):
+    answer = people_qa.answer("what is the hobby of alma rusk's husband's mother?")
+    assert not answer.refused and "falconry" in answer.text, answer.text
+    assert {c.source for c in answer.citations} >= {"bertram-rusk.txt", "clothilde-rusk.txt"}
+    one_hop = people_qa.answer("who is alma rusk's husband")
+    assert "Bertram Rusk" in one_hop.text and len(one_hop.citations) >= 1
+
+
+def test_question_names_and_identifiers():
+    nouns = ProperNouns({"abdul", "felker", "borisov"}, {"abdul", "felker", "borisov", "replace", "who", "is"},
+                        first={"abdul"}, last={"felker"})
+    assert question_names("who is abdul kowalski", nouns) == ["abdul kowalski"]
+    assert question_names("tobias felker hobby?", nouns) == ["tobias felker"]
+    assert question_names("who did borisov replce?", nouns) == []  # a typo, not a name
+    assert question_names("what does os.path.joinall() do", nouns) == ["os.path.joinall()"]
+    assert question_names("i.e. who is he", nouns) == []
+    assert unmentioned("what does os.path.joinall() do", nouns, ["os.path.join(a, b) joins paths"]) == "os.path.joinall()"
+    assert unmentioned("what does os.path.join() do", nouns, ["os.path.join(a, b) joins paths"]) is None
+
+
+def test_two_hop_split():
+    hops = split_two_hop("who is the mother of micki amador's husband?")
+    assert hops.first == "who is micki amador's husband?" and hops.template == "who is the mother of {}?"
+    assert split_two_hop("who is Tracey Kean's husband") is None  # one hop: nothing left to ask
+    assert split_two_hop("what's gemma standridge's profession?") is None
+
+
+def test_question_type_follows_the_first_question_word():
+    assert question_type("which setting warns senders when their mail is stuck") is None
+    assert question_type("@everyone when will russia leave?") == "when"
+    assert question_type("how many times does it run") == "how_many"
+
+
+def test_who_lead_is_a_name_not_a_month_nor_the_subject():
+    sentence = ("On July 15, according to an order signed by Russian President Vladimir Putin, then Deputy Prime "
+                "Minister Borisov succeeded Rogozin as the president of Roscosmos.")
+    names = [sentence[a:b] for a, b in span_candidates("who", sentence, "who did borisov replace?")]
+    assert "Rogozin" in names and not any("July" in n or n.endswith("Borisov") for n in names)
+    family = "The husband of Tracey Kean is Garth Kean."
+    assert "Garth Kean" in [family[a:b] for a, b in span_candidates("who", family, "who is tracey kean married to")]
+
+
+def test_each_date_gets_its_own_event():
+    sentence = ("On July 15, Borisov succeeded Rogozin as the president of Roscosmos, and on July 25 also served as "
+                "special representative.")
+    spans = span_candidates("when", sentence, "when did borisov become head of roscosmos")
+    contexts = span_contexts(sentence, spans)
+    assert "succeeded Rogozin" in contexts[0] and "succeeded" not in contexts[1]
+    assert span_candidates("when", "May is the start. It was 2024.", "what year?") == \
+        [(m, m + 4) for m in [len("May is the start. It was ")]]
+
+
+def test_a_heading_line_is_not_glued_to_the_next_sentence():
+    assert split_sentences("Postfix CDB Howto\nIntroduction\nCDB is a file format. It is fast.") == \
+        ["Postfix CDB Howto", "Introduction", "CDB is a file format.", "It is fast."]
+    wrapped = "On July 15, according to an order signed by Russian\nPresident Putin, Borisov took over."
+    assert split_sentences(wrapped) == [wrapped]

@@ -25,9 +25,11 @@ from bot.qa.question import clean_question
 def ask(question, corpus, index_dir, chroma_url, k, as_json, llm):
     """Answer QUESTION from the documents, citing the passages it came from.
 
-    
-    QUESTION "-" reads questions from standard input, one per line (the model loads once):
-      printf 'when?\nwho?\n' | qabot ask --json -
+    \b
+    QUESTION "-" reads questions from standard input, one per line, and answers
+    each in turn (the model loads once):
+      printf 'when?\\nwho?\\n' | qabot ask --json -
+
     If the index is missing or the corpus changed, ask ingests first.
     """
     settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)

@@ -1,6 +1,7 @@
-"""What `ask` and `chat` print: help texts intact."""
+"""What `ask` and `chat` print: help texts intact, and piped output neither wrapped nor padded."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -35,3 +36,18 @@ def test_chat_help_keeps_its_lines():
 @pytest.mark.parametrize("command", [(), ("ingest",), ("stats",), ("eval",), ("discord",), ("feedback",)])
 def test_no_help_text_has_control_characters(command):
     assert not re.search(r"[\x00-\x09\x0b-\x1f]", help_text(*command))
+
+
+# --- 17: piped output ----------------------------------------------------------------------------
+
+def test_ask_piped_is_one_line_per_paragraph_without_trailing_spaces(iss_index, monkeypatch):
+    """`qabot ask "…" | cat`: stdout is not a terminal."""
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["ask", "when will Russia leave the ISS?", "--corpus", str(iss_index.corpus), "--index", str(iss_index.index)]
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False).stdout)
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == data["answer"] and len(lines[0]) > 80
+    assert all(line == line.rstrip() for line in lines), [line for line in lines if line != line.rstrip()]
+    assert "\x1b[" not in result.stdout

@@ -5,11 +5,10 @@ import json
 import sys
 
 import click
-from rich.console import Console
 
 from bot.cli.options import CONTEXT, k_option, llm_option, location_options, make_settings
 from bot.cli.pipeline import open_qa
-from bot.cli.terminal import print_answer
+from bot.cli.terminal import make_console, print_answer
 from bot.errors import QuestionError
 from bot.qa.question import clean_question
 
@@ -38,7 +37,7 @@ def ask(question, corpus, index_dir, chroma_url, k, as_json, llm):
     qa = open_qa(settings, quiet=as_json)
     piped = question == "-"
     questions = (line.rstrip("\n") for line in sys.stdin) if piped else [question]
-    console = Console(highlight=False)
+    console = make_console()
     for q in questions:
         if piped and not q.strip():
             continue

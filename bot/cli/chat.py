@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
@@ -23,7 +22,7 @@ from rich.text import Text
 from bot.cli.options import CONTEXT, k_option, llm_option, location_options, make_settings
 from bot.cli.pipeline import open_qa
 from bot.config import history_path
-from bot.cli.terminal import print_answer, print_sources
+from bot.cli.terminal import make_console, print_answer, print_sources
 from bot.errors import QuestionError, describe
 from bot.schema import Turn
 from bot.threads import END, Worker
@@ -278,7 +277,7 @@ def chat_command(corpus, index_dir, chroma_url, k, llm):
     """
     settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    console = make_console()
     qa = load_qa(settings, console)
     chat = Chat(qa, console, interactive=interactive)
     if interactive:

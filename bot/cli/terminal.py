@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import IO
 
 from rich.console import Console
 from rich.text import Text
@@ -10,6 +11,14 @@ from bot.schema import Answer, Citation
 from bot.text import CITATION_MARKER
 
 QUOTE_CONTEXT = 160  # characters of passage shown around the answer span in the short view
+
+
+def make_console(file: IO[str] | None = None) -> Console:
+    """The console `ask` and `chat` print to: colours and wrapping in a terminal; piped, plain
+    text with one line per paragraph (no hard wrap at 80 columns)."""
+    console = Console(highlight=False, file=file)
+    console.soft_wrap = not console.is_terminal
+    return console
 
 
 def source_label(c: Citation) -> str:

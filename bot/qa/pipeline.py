@@ -25,7 +25,7 @@ from bot.qa.condense import condense
 from bot.qa.entities import unmentioned
 from bot.qa.extractive import PASSAGES_SCANNED, ExtractiveAnswerer, chain_answers, refusal
 from bot.qa.hops import split_two_hop
-from bot.qa.question import clean_question
+from bot.qa.question import clean_question, strip_chatter
 from bot.qa.retrieve import HybridRetriever
 from bot.schema import Answer, Hit, Turn
 from bot.store.chroma import VectorStore
@@ -128,7 +128,7 @@ class QA:
         return [h.chunk for h in passages], [h.score for h in passages]
 
     def _start(self, question: str, history, k) -> _Run:
-        run = _Run(clean_question(question), list(history or []), k or self.settings.k)
+        run = _Run(strip_chatter(clean_question(question)), list(history or []), k or self.settings.k)
         self._condense(run)
         self._retrieve(run)
         return run

@@ -11,6 +11,23 @@ from bot.text import STOPWORDS, stem_words, words
 MAX_QUESTION_CHARS = 4000
 
 
+# What chat adds around a question and says nothing about what is asked: mentions (@everyone,
+# Discord's <@123>), and greetings or fillers in front ("hey", "quick q:", "pls").
+_MENTION = re.compile(r"<[@#][!&]?\d+>|(?<!\w)@(?:everyone|here)\b")  # not "@lru_cache"
+_FILLER = re.compile(r"^(?:(?:hey|hi|hello|yo|ok|okay|so|um+|uh+|pls|please|guys|all|folks|team|quick"
+                     r"(?: q(?:uestion)?)?|question|q)\b[\s,:;!.-]*)+"
+                     r"(?=(?:what|which|who|whom|whose|when|where|why|how|is|are|does|do|did|can|could|should"
+                     r"|will|would|was|were|has|have)\b)", re.I)
+
+
+def strip_chatter(question: str) -> str:
+    """The question without mentions and leading chat fillers; the question itself if nothing
+    would be left."""
+    text = " ".join(_MENTION.sub(" ", question).split())
+    text = _FILLER.sub("", text).strip()
+    return text or question
+
+
 def clean_question(question: str) -> str:
     """Strip control characters and surrounding space; reject empty and oversize questions."""
     if question is None:
@@ -162,20 +179,21 @@ def clause_around(sentence: str, span: tuple[int, int], min_words: int = 6) -> s
 
 
 _STRONG_BREAK = re.compile(r";|\s(?:and|but|while|whereas)\s")
+_COMMA = re.compile(",")
 
 
 def span_contexts(sentence: str, spans: list[tuple[int, int]]) -> list[str]:
     """For each of several date/number spans of a sentence, the part of the sentence it belongs
     to: the sentence is cut between neighbouring spans at the last "and"/"but"/";" between them
-    (else the last comma, else half-way), so "On July 15, …, Borisov succeeded Rogozin …, and on
+    (else the last comma, else the last "that"/"which", else half-way), so "On July 15, …, Borisov succeeded Rogozin …, and on
     July 25 also served as …" gives each date its own event."""
     order = sorted(range(len(spans)), key=lambda i: spans[i])
     cuts = [0]
     for a, b in zip(order, order[1:]):
         gap_start, gap_end = spans[a][1], spans[b][0]
-        strong = [m.start() for m in _STRONG_BREAK.finditer(sentence, gap_start, gap_end)]
-        commas = [m.start() for m in re.finditer(",", sentence[gap_start:gap_end])]
-        cut = strong[-1] if strong else (gap_start + commas[-1] if commas else (gap_start + gap_end) // 2)
+        breaks = [[m.start() for m in pattern.finditer(sentence, gap_start, gap_end)]
+                  for pattern in (_STRONG_BREAK, _COMMA, _CLAUSE_BREAK)]
+        cut = next((found[-1] for found in breaks if found), (gap_start + gap_end) // 2)
         cuts.append(max(cut, cuts[-1]))
     cuts.append(len(sentence))
     contexts = [""] * len(spans)

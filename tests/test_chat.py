@@ -104,7 +104,9 @@ def test_chat_in_a_terminal(iss_index, idle_terminal, tmp_path):
         assert "Rogozin" in out
 
         out = term.send("/sources", then=FULL_PASSAGE_ONLY)
-        assert "[1] Russia to leave the International Space Station" in out and "[2]" in out
+        # Both passages are of the one article: its title once, then [1] and [2] under it.
+        assert out.count("Russia to leave the International Space Station after 2024") == 1
+        assert "(russia-iss-withdrawal.txt) [1]" in out and " [2] " in out
 
         term.send("/reset", then="New conversation")
         term.send("/sources", then="No sources yet")

@@ -79,9 +79,11 @@ def test_long_answer_with_many_citations_is_split_within_limits():
     # The text survives whole, in order, every marker intact.
     assert " ".join(" ".join(descriptions(messages)).split()) == text
     assert sum((MARKER.findall(d) for d in descriptions(messages)), []) == MARKER.findall(text)
-    # Every citation is one whole field, in order.
+    # Every citation is in one whole field, in order; passages of the one document share fields.
     fields = [f for m in messages for e in m.embeds for f in e.fields]
-    assert [int(re.match(r"\[(\d+)\]", f.name).group(1)) for f in fields] == list(range(1, 61))
+    numbers = [[int(n) for n in re.match(r"\[([\d, ]+)\] T", f.name).group(1).split(", ")] for f in fields]
+    assert sum(numbers, []) == list(range(1, 61))
+    assert all(f.value.count("**[") == len(ns) for f, ns in zip(fields, numbers))
     assert all(len(e.fields) <= 25 for m in messages for e in m.embeds)
 
 
@@ -133,3 +135,55 @@ def test_clip_and_pack():
     assert [len(m.embeds) for m in pack(embeds)] == [10, 1]
     big = [discord.Embed(description="x" * 4000) for _ in range(3)]
     assert [len(m.embeds) for m in pack(big)] == [1, 1, 1]
+
+
+GUIDE = """# Rover guide
+
+## Battery
+
+The battery lasts **14 hours** on a charge. Charging takes `6 hours` with the [charger](https://x.org/c).
+
+## Wheels
+
+Each wheel has its own motor.
+"""
+
+
+def span_of(quote: str, first: str, last: str) -> dict:
+    start = quote.index(first)
+    return dict(span_start=start, span_end=quote.index(last, start) + len(last))
+
+
+def test_passages_of_one_document_share_one_field_under_its_title():
+    guide = dict(source="guide.md", title="Rover guide", section="Battery", page=None)
+    answer = Answer(question="Battery?", text="14 hours [1]. 6 hours [2]. Motors [3].", refused=False, citations=[
+        cite(2, GUIDE, **guide, **span_of(GUIDE, "Charging", "c).")),
+        cite(1, GUIDE, **guide, **span_of(GUIDE, "The battery", "charge.")),
+        cite(3, "Each wheel has its own motor.", section=None, page=None),
+    ])
+    (message,) = render_answer(answer)
+    sources = message.embeds[1]
+    assert [f.name for f in sources.fields] == ["[1, 2] Rover guide", "[3] Title 3"]
+    assert sources.fields[0].value == (
+        "`guide.md`\n"
+        "**[1]** Battery\n> **The battery lasts 14 hours on a charge.** Charging takes 6 hours with the charger.\n"
+        "**[2]** Battery\n> The battery lasts 14 hours on a charge. **Charging takes 6 hours with the charger.**")
+    assert sources.fields[1].value == "`docs/iss.txt`\n> Each wheel has its own motor."
+
+
+def test_short_quote_is_prose_cut_between_words_and_never_glues_a_heading():
+    words = [f"w{i}" for i in range(300)]
+    quote = " ".join(f"**{w}**" if i % 7 == 0 else f"`{w}`" if i % 5 == 0 else w for i, w in enumerate(words))
+    for at in (0, 10, 150, 290):
+        c = cite(1, quote, source="notes.md", **span_of(quote, words[at], words[at + 2]))
+        q = short_quote(c)
+        shown = q.replace("**", "").strip("…").split()
+        assert "`" not in q and q.count("**") == 2  # only the span's bold
+        assert set(shown) <= set(words), q  # whole words only
+        assert shown[shown.index(words[at]):shown.index(words[at]) + 3] == words[at:at + 3]
+        assert len(q) <= 310
+    c = cite(1, GUIDE, source="guide.md", **span_of(GUIDE, "Each wheel", "motor."))
+    assert short_quote(c) == "**Each wheel has its own motor.**"  # not "… Wheels Each wheel …"
+    rst = "Old text here.\n\nBattery\n=======\n\nThe battery lasts 14 hours."
+    c = cite(1, rst, source="guide.rst", **span_of(rst, "The battery", "hours."))
+    assert short_quote(c) == "**The battery lasts 14 hours.**"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import discord
 
+from bot.quote import excerpt, plain_label, prose, source_groups
 from bot.schema import Answer, Citation
 from bot.text import CITATION_MARKER, one_line
 
@@ -99,45 +100,76 @@ def _best_cut(text: str, limit: int) -> int:
 
 
 def short_quote(c: Citation, limit: int = QUOTE_CHARS) -> str:
-    """A window of at most ~`limit` characters of the quote around its answering span, the span in bold."""
-    quote = c.quote
-    s, e = c.span_start, c.span_end
-    if s is None or e is None or not (0 <= s < e <= len(quote)):
-        s, e = 0, 0
-    if e - s > limit:  # the span alone is too long: show its beginning, unbolded
-        return discord.utils.escape_markdown(clip(one_line(quote[s:]), limit))
-    room = limit - (e - s)
-    lo = max(0, s - room // 2)
-    hi = min(len(quote), lo + limit)
-    lo = max(0, min(lo, hi - limit))
-    # Move the window's edges to word boundaries outside the span.
-    if lo > 0:
-        space = quote.find(" ", lo, s) if s > lo else -1
-        lo = space + 1 if space != -1 else lo
-    if hi < len(quote):
-        space = quote.rfind(" ", e, hi)
-        hi = space if space != -1 else hi
+    """About `limit` characters of the quote, as prose (see `bot.quote`), around its answering
+    span (in bold), cut at word boundaries with "…"; Markdown in the text itself is escaped."""
     esc = discord.utils.escape_markdown
-    before, span, after = quote[lo:s], quote[s:e], quote[e:hi]
-    text = esc(one_line(before))
-    if span.strip():
-        text += (" " if before[-1:].isspace() or span[:1].isspace() else "") + f"**{esc(one_line(span))}**"
-        text += " " if after[:1].isspace() or span[-1:].isspace() else ""
-    text += esc(one_line(after))
-    text = text.strip()
-    return ("…" if lo > 0 else "") + text + ("…" if hi < len(quote) else "")
+    p = prose(c)
+    span_len = p.span[1] - p.span[0] if p.span is not None else 0
+    if span_len > limit:  # the span alone is too long: its beginning, unbolded
+        ex = excerpt(p, 0, max_span=limit - 1)
+        return esc(ex.text) + "…"
+    ex = excerpt(p, limit - span_len)
+    if ex.span is None:
+        text = esc(ex.text)
+    else:
+        s, e = ex.span
+        text = esc(ex.text[:s]) + f"**{esc(ex.text[s:e])}**" + esc(ex.text[e:])
+    return ("…" if ex.cut_before else "") + text + ("…" if ex.cut_after else "")
+
+
+def _where(c: Citation, with_source: bool) -> str:
+    """The passage's section and page (and its file, if `with_source` and not the title)."""
+    where = [x for x in (plain_label(c.section, c.source), f"p. {c.page}" if c.page else "") if x]
+    if with_source and c.source and c.source != c.title:
+        where.append(f"`{clip(c.source.replace('`', ''), 120)}`")
+    return clip(" · ".join(where), 300)
+
+
+def _title(c: Citation) -> str:
+    return plain_label(c.title, c.source) or c.source
 
 
 def source_field(c: Citation) -> tuple[str, str]:
-    """(name, value) of the embed field describing citation `c`."""
-    name = clip(f"[{c.n}] {one_line(c.title) or c.source}", FIELD_NAME_MAX)
-    where = [x for x in (one_line(c.section or ""), f"p. {c.page}" if c.page else "") if x]
-    if c.source and c.source != c.title:
-        where.append(f"`{clip(c.source.replace('`', ''), 120)}`")
-    meta = clip(" · ".join(where), 300)
+    """(name, value) of the embed field of a document cited once: `[n] Title`, then where in it
+    and the quote."""
+    name = clip(f"[{c.n}] {_title(c)}", FIELD_NAME_MAX)
     quote = short_quote(c)
-    value = "\n".join(x for x in (meta, f"> {quote}" if quote else "") if x) or "\u200b"
+    value = "\n".join(x for x in (_where(c, with_source=True), f"> {quote}" if quote else "") if x) or "\u200b"
     return name, clip(value, FIELD_VALUE_MAX)
+
+
+def source_fields(citations: list[Citation]) -> list[tuple[str, str]]:
+    """The (name, value) embed fields of the sources, in [n] order: consecutive passages of one
+    document share one field under its title (`[1, 2] Title`), each passage with its own [n];
+    a group too long for one field goes on in the next, under the same title."""
+    fields = []
+    for group in source_groups(citations):
+        if len(group) == 1:
+            fields.append(source_field(group[0]))
+            continue
+        first = group[0]
+        head = f"`{clip(first.source.replace('`', ''), 120)}`" if first.source and first.source != first.title else ""
+        room = FIELD_VALUE_MAX - len(head) - 1
+        passages: list[tuple[int, str]] = []
+        for c in group:
+            quote = short_quote(c)
+            lines = [f"**[{c.n}]** {_where(c, with_source=False)}".rstrip()] + ([f"> {quote}"] if quote else [])
+            passages.append((c.n, clip("\n".join(lines), room)))
+        # As many passages per field as fit.
+        batch: list[tuple[int, str]] = []
+
+        def add_field() -> None:
+            numbers = ", ".join(str(n) for n, _ in batch)
+            value = "\n".join(([head] if head else []) + [text for _, text in batch])
+            fields.append((clip(f"[{numbers}] {_title(first)}", FIELD_NAME_MAX), clip(value, FIELD_VALUE_MAX)))
+            batch.clear()
+
+        for n, text in passages:
+            if batch and len("\n".join(t for _, t in batch)) + 1 + len(text) > room:
+                add_field()
+            batch.append((n, text))
+        add_field()
+    return fields
 
 
 def render_answer(answer: Answer) -> list[Message]:
@@ -158,8 +190,7 @@ def render_answer(answer: Answer) -> list[Message]:
 
     heading = "Closest passages" if answer.refused else "Sources"
     sources: discord.Embed | None = None
-    for c in sorted(answer.citations, key=lambda c: c.n):
-        name, value = source_field(c)
+    for name, value in source_fields(answer.citations):
         if sources is None or len(sources.fields) >= FIELDS_MAX or (
             len(sources) + len(name) + len(value) > EMBED_CHARS_PER_MESSAGE
         ):

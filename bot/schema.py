@@ -75,6 +75,7 @@ class Answer:
     answerer: str = "extractive"  # "extractive" or "llm:<provider:model>"
     lead: str | None = None  # the short answer put in front of the sentence ("Rogozin — …"), if any
     chained: bool = False  # built from the hops of a multi-hop question, one cited sentence a hop
+    fallback_reason: str | None = None  # why the configured LLM's answer was not used, if it was not
     standalone_question: str | None = None  # the follow-up after condensing, if it changed
     timings_ms: dict[str, float] = field(default_factory=dict)
     # The passages retrieved for it, best first (what `eval` scores retrieval on).

@@ -556,3 +556,25 @@ def test_openai_base_url_without_key(openai_server, openai_llm, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     openai_server.script(GOOD)
     assert openai_llm().answer("q", PASSAGES, SCORES).text == GOOD
+
+
+def test_unreachable_llm_falls_back_with_the_reason(iss_index, embedder, caplog):
+    """An LLM server that is not there: the extractive answer, the reason in the Answer (and so in
+    `ask --json`), and one log line that says what happened in plain words."""
+    import socket
+
+    from bot.qa.pipeline import QA
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from langchain_openai import ChatOpenAI
+
+    model = ChatOpenAI(model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=5)
+    qa = QA(iss_index, embedder=embedder, llm_answerer=LLMAnswerer(model, name="llm:openai:m", timeout_s=5))
+    with caplog.at_level("WARNING"):
+        answer = qa.answer("when will Russia leave the ISS?")
+    assert answer.answerer == "extractive" and "2024" in answer.text
+    assert answer.fallback_reason and answer.fallback_reason.startswith("unreachable")
+    assert any(r.getMessage().startswith("LLM openai:m unreachable") and "answered without it" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]

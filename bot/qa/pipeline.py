@@ -118,9 +118,11 @@ class QA:
     def _retrieve(self, run: _Run) -> None:
         run.hits, run.vector = self.retriever.retrieve(run.query, max(run.k, PASSAGES_SCANNED), run.timings)
 
-    def _extractive(self, run: _Run) -> Answer:
+    def _extractive(self, run: _Run, fallback_reasons: list[str] | None = None) -> Answer:
         result = self.extractive.answer(run.query, run.vector, run.hits, asked=run.question)
         result.question = run.question
+        if fallback_reasons:
+            result.fallback_reason = fallback_reasons[-1]
         return result
 
     def _passages(self, run: _Run) -> tuple[list, list[float]]:
@@ -183,9 +185,10 @@ class QA:
         run = self._start(question, history, k)
         t0 = time.perf_counter()
         result = self._unmentioned(run) or self._two_hop(run)
+        reasons: list[str] = []
         if result is None and self.llm_answerer is not None and run.hits:
-            result = self.llm_answerer.answer(run.question, *self._passages(run), run.history)
-        return self._finish(run, result or self._extractive(run), t0)
+            result = self.llm_answerer.answer(run.question, *self._passages(run), run.history, reasons.append)
+        return self._finish(run, result or self._extractive(run, reasons), t0)
 
     def stream(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Iterator[str | Answer]:
         """Like `answer`, but with an LLM yields its text deltas as they are written (unverified),
@@ -194,10 +197,11 @@ class QA:
         run = self._start(question, history, k)
         t0 = time.perf_counter()
         final = self._unmentioned(run) or self._two_hop(run)
+        reasons: list[str] = []
         if final is None and self.llm_answerer is not None and run.hits:
-            for item in self.llm_answerer.stream(run.question, *self._passages(run), run.history):
+            for item in self.llm_answerer.stream(run.question, *self._passages(run), run.history, reasons.append):
                 if isinstance(item, str):
                     yield item
                 else:
                     final = item  # the verified Answer, or None: fall back
-        yield self._finish(run, final or self._extractive(run), t0)
+        yield self._finish(run, final or self._extractive(run, reasons), t0)

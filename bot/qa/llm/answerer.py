@@ -29,6 +29,18 @@ from bot.threads import in_thread
 
 log = logging.getLogger(__name__)
 
+FallbackFn = Callable[[str], None]  # told why the LLM's answer was not used
+
+
+def _failure(error: BaseException, timeout_s: float) -> str:
+    """Why a call to the model failed, in a few words: unreachable, timed out, or its error."""
+    if isinstance(error, TimeoutError):
+        return f"timed out after {timeout_s:g} s"
+    names = {type(e).__name__ for e in (error, error.__cause__, error.__context__) if e is not None}
+    if names & {"APIConnectionError", "ConnectError", "ConnectionError", "ConnectionRefusedError", "ConnectTimeout"}:
+        return f"unreachable ({describe(error)})"
+    return f"failed ({describe(error)})"
+
 
 
 
@@ -55,8 +67,10 @@ class LLMAnswerer:
         passages: list[Chunk],
         scores: list[float],
         history: list[Turn] | None = None,
+        on_fallback: FallbackFn | None = None,
     ) -> Answer | None:
-        """The verified LLM answer, or None when the caller should fall back."""
+        """The verified LLM answer, or None when the caller should fall back (`on_fallback` is
+        then told why, in a few words)."""
         if not passages:
             return None
         inputs = answer_inputs(question, passages, history)
@@ -64,9 +78,9 @@ class LLMAnswerer:
         try:
             (reply,) = in_thread(lambda: [self.answer_chain.invoke(inputs)], deadline_s=self.timeout_s)
         except Exception as e:
-            log.warning("LLM %s failed, falling back: %s", self.name, describe(e))
+            self._fell_back(_failure(e, self.timeout_s), on_fallback)
             return None
-        return self._verified(question, passages, scores, reply, started)
+        return self._verified(question, passages, scores, reply, started, on_fallback)
 
     def stream(
         self,
@@ -74,9 +88,11 @@ class LLMAnswerer:
         passages: list[Chunk],
         scores: list[float],
         history: list[Turn] | None = None,
+        on_fallback: FallbackFn | None = None,
     ) -> Iterator[str | Answer | None]:
         """Yield the reply's text deltas as they arrive (unverified), then one last item: the
-        verified Answer, or None meaning "fall back" (the streamed text must then be discarded).
+        verified Answer, or None meaning "fall back" (the streamed text must then be discarded;
+        `on_fallback` is told why).
         """
         if not passages:
             yield None
@@ -91,12 +107,12 @@ class LLMAnswerer:
                     parts.append(delta)
                     yield delta
         except Exception as e:
-            log.warning("LLM %s failed while streaming, falling back: %s", self.name, describe(e))
+            self._fell_back(_failure(e, self.timeout_s), on_fallback)
             yield None
             return
         finally:
             deltas.close()
-        yield self._verified(question, passages, scores, "".join(parts), started)
+        yield self._verified(question, passages, scores, "".join(parts), started, on_fallback)
 
     def condense(self, question: str, history: list[Turn] | None) -> str:
         """Rewrite a follow-up question into a standalone one; the question itself when there is
@@ -122,14 +138,23 @@ class LLMAnswerer:
         return rewritten
 
     def _verified(
-        self, question: str, passages: list[Chunk], scores: list[float], reply: str, started: float
+        self, question: str, passages: list[Chunk], scores: list[float], reply: str, started: float,
+        on_fallback: FallbackFn | None = None,
     ) -> Answer | None:
         generated = time.monotonic()
         try:
             result = verify_reply(question, passages, scores, reply, self.name, self.embed)
         except Exception:  # a bug here must not cost the user an answer: fall back
             log.exception("LLM %s: verifying the reply failed, falling back", self.name)
+            self._fell_back("its reply could not be verified", on_fallback)
             return None
-        if result is not None:
-            result.timings_ms = {"llm": (generated - started) * 1000, "verify": (time.monotonic() - generated) * 1000}
+        if result is None:
+            self._fell_back("nothing in its reply could be checked against the passages", on_fallback)
+            return None
+        result.timings_ms = {"llm": (generated - started) * 1000, "verify": (time.monotonic() - generated) * 1000}
         return result
+
+    def _fell_back(self, reason: str, on_fallback: FallbackFn | None) -> None:
+        log.warning("LLM %s %s; answered without it", self.name.removeprefix("llm:"), reason)
+        if on_fallback is not None:
+            on_fallback(reason)

@@ -101,3 +101,11 @@ def test_a_heading_line_is_not_glued_to_the_next_sentence():
         ["Postfix CDB Howto", "Introduction", "CDB is a file format.", "It is fast."]
     wrapped = "On July 15, according to an order signed by Russian\nPresident Putin, Borisov took over."
     assert split_sentences(wrapped) == [wrapped]
+
+
+def test_how_much_is_an_amount_not_a_count():
+    s = ("Founded in 1998, the International Space Station is a project of 16 countries, and has invested "
+         "more than 100 billion US dollars.")
+    assert [s[a:b] for a, b in span_candidates("how_many", s, "how much was invested in the ISS?")] == \
+        ["more than 100 billion US dollars"]
+    assert "16 countries" in [s[a:b] for a, b in span_candidates("how_many", s, "how many countries take part?")]

@@ -119,6 +119,11 @@ _ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\byear\?", re.I)
 _BARE_MONTH = re.compile(rf"(?:{_MONTH})", re.I)
 _DATE_PREPOSITION = re.compile(r"\b(?:in|on|since|until|till|by|from|during|early|late|mid|of|before|after)\s+$", re.I)
 _HOW_MANY_NOUN = re.compile(r"\bhow many\s+([a-z]+)", re.I)
+_HOW_MUCH = re.compile(r"\bhow much\b", re.I)
+# What "how much" is answered in: money, sizes, time and other measures; "16 countries" counts things.
+_MEASURES = re.compile(r"(?:dollars?|euros?|pounds?|yuan|roubles?|rubles?|yen|francs?|cents?|percent|%|bytes?|"
+                       r"[kmgt]i?b|seconds?|minutes?|hours?|days?|weeks?|months?|years?|metres?|meters?|"
+                       r"kilo\w+|grams?|tons?|tonnes?|litres?|liters?|miles?|thousand|million|billion|trillion)", re.I)
 
 
 def span_candidates(kind: str | None, sentence: str, question: str) -> list[tuple[int, int]]:
@@ -156,6 +161,9 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
             if counted and unit and not re.fullmatch(r"\d.*|" + _NUMWORD, unit.group(1), re.I) and \
                     stem_words([unit.group(1).lower()]) != stem_words([counted.group(1).lower()]):
                 continue  # "how many times" is not answered by "0.2 second"
+            if _HOW_MUCH.search(question) and unit and not re.fullmatch(r"\d.*|" + _NUMWORD, unit.group(1), re.I) \
+                    and not _MEASURES.fullmatch(unit.group(1)):
+                continue  # "how much was invested" is not answered by "16 countries"
         spans.append((start, start + len(text)))
     return spans
 

@@ -81,6 +81,7 @@ def test_ask_llm_server_error_falls_back_to_extractive(iss_index, openai_env):
     started = time.monotonic()
     data = ask_json(iss_index)
     assert data["answerer"] == "extractive" and data["refused"] is False
+    assert data["fallback_reason"].startswith("failed (")  # the server's 500, in the JSON
     assert data["answer"].lower().startswith("after 2024")
     assert markers(data["answer"]) and set(markers(data["answer"])) <= {c["n"] for c in data["citations"]}
     assert len(openai_env.requests) == 1  # no retries

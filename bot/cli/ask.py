@@ -67,6 +67,7 @@ def answer_json(answer) -> dict:
         "answer": answer.text,
         "refused": answer.refused,
         "answerer": answer.answerer,
+        "fallback_reason": answer.fallback_reason,  # why the configured LLM's answer was not used
         "standalone_question": answer.standalone_question,
         "citations": [
             {"n": c.n, "source": c.source, "title": c.title, "section": c.section, "page": c.page,

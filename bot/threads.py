@@ -50,19 +50,24 @@ class Worker:
 
 
 def in_thread(produce: Callable[[], Iterable[Any]], *, deadline_s: float | None = None,
-              poll_s: float | None = None, name: str = "qabot-worker") -> Iterator[Any]:
+              poll_s: float | None = None, cancel: threading.Event | None = None,
+              name: str = "qabot-worker") -> Iterator[Any]:
     """Iterate `produce()` in a worker thread, yielding its items here.
 
     `deadline_s`: raise TimeoutError once that long has passed since the start, whatever the
     producer is doing. `poll_s`: wait in slices of this length, so that the main thread notices
-    Ctrl-C at once (an abandoned call finishes in the background, unseen). Closing the returned
-    iterator stops the worker at its next item.
+    Ctrl-C at once (an abandoned call finishes in the background, unseen). `cancel`: raise
+    KeyboardInterrupt here within `poll_s` of it being set (a signal handler that only sets an
+    event cannot interrupt anything half-done). Closing the returned iterator stops the worker at
+    its next item.
     """
     items: queue.Queue = queue.Queue()
     worker = Worker(produce, lambda item, error: items.put((item, error)), name=name)
     deadline = time.monotonic() + deadline_s if deadline_s is not None else None
     try:
         while True:
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
             wait = poll_s
             if deadline is not None:
                 remaining = max(deadline - time.monotonic(), 0)

@@ -6,7 +6,6 @@ conversation is a `list[Turn]` handed to `QA.answer`, which condenses follow-ups
 """
 from __future__ import annotations
 
-import queue
 import signal
 import sys
 import threading
@@ -25,7 +24,7 @@ from bot.config import history_path
 from bot.cli.terminal import make_console, print_answer, print_sources
 from bot.errors import QuestionError, describe
 from bot.schema import Turn
-from bot.threads import END, Worker
+from bot.threads import in_thread
 
 MAX_TURNS = 6  # earlier exchanges kept for follow-ups
 POLL_S = 0.1  # how often the main thread checks on the worker (and so notices Ctrl-C)
@@ -149,23 +148,7 @@ def ctrl_c_sets(event: threading.Event) -> Iterator[None]:
 def cancellable(produce: Callable[[], Iterable], cancel: threading.Event, poll_s: float = POLL_S) -> Iterator:
     """The items of `produce()`, iterated in a worker thread (an abandoned one finishes unseen);
     raises KeyboardInterrupt here, at a point of its choosing, within `poll_s` of `cancel` being set."""
-    items: queue.Queue = queue.Queue()
-    worker = Worker(produce, lambda item, error: items.put((item, error)), name="qabot-answer")
-    try:
-        while True:
-            if cancel.is_set():
-                raise KeyboardInterrupt
-            try:
-                item, error = items.get(timeout=poll_s)
-            except queue.Empty:
-                continue
-            if error is not None:
-                raise error
-            if item is END:
-                return
-            yield item
-    finally:
-        worker.close()
+    return in_thread(produce, poll_s=poll_s, cancel=cancel, name="qabot-answer")
 
 
 # --- streaming LLM answers -----------------------------------------------------------------------

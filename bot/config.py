@@ -53,6 +53,7 @@ class Settings:
             value = getattr(self, name)
             if value is not None and not low <= value <= high:
                 raise SettingError(f"{_described(name)} must be between {low} and {high}, got {value}")
+        check_chunking(self.chunk_size, self.chunk_overlap)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise SettingError(f"{_described('precision')} must be auto, bf16 or fp32, got {self.precision!r}")
 
@@ -76,9 +77,24 @@ class Settings:
         return replace(self, **changes)
 
 
+def check_chunking(size: int | None, overlap: int | None) -> None:
+    """Neighbouring chunks must share less than a whole chunk (else the splitter never advances).
+    Checked when both are known: here when both are set, and by the ingest once the index's own
+    values fill in what was not given."""
+    if size is not None and overlap is not None and overlap >= size:
+        raise SettingError(f"{_described('chunk_overlap')} must be smaller than the chunk size ({size}), "
+                           f"got {overlap}")
+
+
+# Settings that only come from the environment (no command has a flag for them).
+NO_FLAG = {"chroma_token", "collection", "precision", "llm_timeout"}
+
+
 def _described(name: str) -> str:
-    """A setting as the user meets it: "chunk size (--chunk-size, QABOT_CHUNK_SIZE)"."""
-    return f"{name.replace('_', ' ')} (--{name.replace('_', '-')}, {ENV_NAMES[name]})"
+    """A setting as the user meets it: "chunk size (--chunk-size, QABOT_CHUNK_SIZE)", or
+    "precision (QABOT_PRECISION)" for one without a flag."""
+    flag = "" if name in NO_FLAG else f"--{name.replace('_', '-')}, "
+    return f"{name.replace('_', ' ')} ({flag}{ENV_NAMES[name]})"
 
 
 def _convert(type_name: str, raw: str, variable: str):

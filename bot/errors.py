@@ -35,9 +35,19 @@ class SettingError(QabotError):
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
-    """An exception's message on one line (whitespace folded, cut at `limit`), or its class
-    name when it has no message."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """An exception's message on one line (whitespace folded, cut at `limit`), for users: never
+    its class name (an exception without a message says what kind of failure it was in words)."""
+    text = " ".join(str(exc).split())
+    if not text:
+        strerror = getattr(exc, "strerror", None)
+        if strerror:
+            text = strerror
+        elif isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
+            text = "timed out"
+        elif isinstance(exc, (ConnectionError, EOFError)):
+            text = "connection lost"
+        else:
+            text = "no details given"
     return text[:limit]
 
 

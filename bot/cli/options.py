@@ -20,8 +20,40 @@ class UserError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", err=True)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the line to show for it (exit code 130)."""
+
+    def __init__(self, message: str = "Interrupted.") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Fraction(click.ParamType):
+    """A number from 0 to 1 (a minimum accuracy, precision or recall). Anything else is one line,
+    exit 2 (click's own range check prints the usage too)."""
+
+    name = "fraction"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "0-1"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not 0 <= number <= 1:
+            name = param.opts[0] if param is not None and param.opts else "the value"
+            raise UserError(f"{name} must be a number from 0 to 1, got {value}")
+        return number
+
+
+FRACTION = Fraction()
+
+
 def location_options(func):
-    """--corpus/--index/--chroma-url, shared by every command that touches the index."""
+    """--corpus/--index/--chroma-url, shared by every command that touches the index (ingest,
+    stats, ask, chat, eval, discord): same names, help and environment variables everywhere."""
     func = click.option("--chroma-url", default=None, metavar="URL",
                         help="Use a Chroma server (http://host:port) instead of the embedded index. "
                              "[env: QABOT_CHROMA_URL]")(func)

@@ -11,6 +11,7 @@ import yarl
 from discord.ext import commands
 
 from bot.config import DiscordConfig
+from bot.errors import one_line
 from bot.discord_bot.cogs.admin import AdminCog
 from bot.discord_bot.cogs.ask import AskCog
 from bot.feedback.votes import FeedbackStore
@@ -70,7 +71,7 @@ class QABot(commands.Bot):
             try:
                 await asyncio.to_thread(self.warm_up)
             except Exception as e:
-                raise StartupError(f"{type(e).__name__}: {e}") from e
+                raise StartupError(one_line(e)) from e
         await self.add_cog(AskCog(self))
         await self.add_cog(AdminCog(self))
         if self.config.sync_commands:

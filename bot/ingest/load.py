@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from bot.errors import one_line
+
 # The multi-part suffix comes first so "os.rst.txt" (Sphinx's _sources) loads as reST.
 SUPPORTED_SUFFIXES = (".rst.txt", ".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 20 * 1024 * 1024  # larger files are skipped: almost surely not prose to cite
@@ -352,7 +354,7 @@ def _load_pdf(data: bytes, source: str) -> Document:
     except LoadError:
         raise
     except Exception as exc:  # pypdf raises many types for damaged files
-        raise LoadError(f"broken PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise LoadError(f"broken PDF ({one_line(exc, 80)})") from None
     text = "".join(parts)
     title = str(info_title).strip() if info_title else _title_from_name(Path(source))
     return Document(source, text, title, {}, [], pages)

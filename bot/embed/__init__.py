@@ -8,10 +8,14 @@
 * registry.py: `EngineRegistry`, which owns everything loaded (one per process by default);
 * embedder.py: `Embedder`, the LangChain `Embeddings` the rest of qabot uses.
 """
-from bot.embed.embedder import Embedder
-from bot.embed.engines import Engine
-from bot.embed.model import DIM, MODEL_NAME, PRECISIONS, cpu_flags, model_path, resolve_precision
-from bot.embed.registry import EngineRegistry, EngineSwitches, FidelityFloors
+from bot.embed.model import quiet_runtimes
+
+quiet_runtimes()  # before anything can import onnxruntime: no telemetry, no id under ~/.cache/Microsoft
+
+from bot.embed.embedder import Embedder  # noqa: E402
+from bot.embed.engines import Engine  # noqa: E402
+from bot.embed.model import DIM, MODEL_NAME, PRECISIONS, cpu_flags, model_path, resolve_precision  # noqa: E402
+from bot.embed.registry import EngineRegistry, EngineSwitches, FidelityFloors  # noqa: E402
 
 __all__ = ["DIM", "MODEL_NAME", "PRECISIONS", "Embedder", "Engine", "EngineRegistry", "EngineSwitches",
            "FidelityFloors", "cpu_flags", "model_path", "resolve_precision"]

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from bot.embed import model
 from bot.embed.batching import BATCH_TOKENS, OPENVINO_BATCH_TOKENS, normalise, run_batched
 
 # Fidelity floors: a candidate engine whose vectors stray further from its reference on the probe
@@ -136,7 +137,7 @@ def mean_pooled(bert):
 
 def new_session(path: Path):
     """An ONNX Runtime CPU session of the graph at `path`, with a pool that does not spin."""
-    import onnxruntime as ort
+    ort = model.import_onnxruntime()
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, min(os.cpu_count() or 1, 8))

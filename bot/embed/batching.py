@@ -67,11 +67,17 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
+BatchFn = Callable[[int], None]  # called with the number of texts of each batch once it is done
+
+
 def run_batched(encodings: Sequence, batch_tokens: int,
-                forward: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """Unit vectors (len(encodings), DIM), in input order: `forward(ids, mask)` on each token batch."""
+                forward: Callable[[np.ndarray, np.ndarray], np.ndarray], on_batch: BatchFn | None = None) -> np.ndarray:
+    """Unit vectors (len(encodings), DIM), in input order: `forward(ids, mask)` on each token batch,
+    then `on_batch(texts in it)` (progress)."""
     out = np.empty((len(encodings), DIM), dtype=np.float32)
     for batch in token_batches([len(e.ids) for e in encodings], batch_tokens):
         ids, mask = padded(encodings, batch)
         out[batch] = forward(ids, mask)
+        if on_batch is not None:
+            on_batch(len(batch))
     return normalise(out)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from bot.embed.batching import SMALL_BATCH_TOKENS, SMALL_INPUT_TOKENS, total_tokens
+from bot.embed.batching import SMALL_BATCH_TOKENS, SMALL_INPUT_TOKENS, BatchFn, total_tokens
 from bot.embed.engines import Engine
 from bot.embed.model import DIM, MODEL_NAME
 from bot.embed.registry import EngineRegistry
@@ -66,14 +66,16 @@ class Embedder(Embeddings):
         """Which engine embeds large inputs (loads it): for reports and benchmarks."""
         return self.engine_for_ingest().name
 
-    def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+    def embed(self, texts: list[str], show_progress: bool = False, on_batch: BatchFn | None = None) -> np.ndarray:
         """float32 array (len(texts), 384), unit length. Small inputs run on ONNX Runtime in fp32
         when it is there; large ones (ingest) on OpenVINO, else torch, in the index's precision.
+        `on_batch(n)` is called as each batch of n texts is done (ingest progress);
         `show_progress` is ignored (callers and wrappers of this method pass it)."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
         encodings = self.registry.tokenizer().encode_batch(list(texts))
-        return self.engine_for(encodings).run(encodings)
+        engine = self.engine_for(encodings)
+        return engine.run(encodings) if on_batch is None else engine.run(encodings, on_batch)
 
     def embed_for_ranking(self, texts: list[str]) -> np.ndarray:
         """Vectors for ranking a few sentences against a question at answer time: int8 where

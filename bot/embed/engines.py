@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from bot.embed import model
-from bot.embed.batching import BATCH_TOKENS, OPENVINO_BATCH_TOKENS, normalise, run_batched
+from bot.embed.batching import BATCH_TOKENS, OPENVINO_BATCH_TOKENS, BatchFn, normalise, run_batched
 
 # Fidelity floors: a candidate engine whose vectors stray further from its reference on the probe
 # texts is not used.
@@ -43,11 +43,12 @@ PROBE_TEXTS = ["When will Russia leave the International Space Station?",
 
 
 class Engine(Protocol):
-    """Tokenised texts (`tokenizers` Encodings) → float32 (n, DIM) unit vectors, in input order."""
+    """Tokenised texts (`tokenizers` Encodings) → float32 (n, DIM) unit vectors, in input order;
+    `on_batch(n)` after each batch of n texts (progress)."""
 
     name: str
 
-    def run(self, encodings: Sequence) -> np.ndarray: ...
+    def run(self, encodings: Sequence, on_batch: BatchFn | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,9 @@ class OnnxEngine(_Batched):
     runtime: ClassVar[str] = "ONNX Runtime"
     session: Any = field(kw_only=True)
 
-    def run(self, encodings: Sequence) -> np.ndarray:
+    def run(self, encodings: Sequence, on_batch: BatchFn | None = None) -> np.ndarray:
         return run_batched(encodings, self.batch_tokens, lambda ids, mask: self.session.run(
-            None, {"input_ids": ids, "attention_mask": mask})[0])
+            None, {"input_ids": ids, "attention_mask": mask})[0], on_batch)
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,10 @@ class OpenVinoEngine(_Batched):
     batch_tokens: int = OPENVINO_BATCH_TOKENS
     compiled: Any = field(kw_only=True)
 
-    def run(self, encodings: Sequence) -> np.ndarray:
+    def run(self, encodings: Sequence, on_batch: BatchFn | None = None) -> np.ndarray:
         request = self.compiled.create_infer_request()
         return run_batched(encodings, self.batch_tokens, lambda ids, mask: request.infer(
-            {"input_ids": ids, "attention_mask": mask})[0])
+            {"input_ids": ids, "attention_mask": mask})[0], on_batch)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class TorchEngine(_Batched):
     runtime: ClassVar[str] = "torch"
     module: Callable[[], Any] = field(kw_only=True)
 
-    def run(self, encodings: Sequence) -> np.ndarray:
+    def run(self, encodings: Sequence, on_batch: BatchFn | None = None) -> np.ndarray:
         # Imported here: torch costs ~5 s of start-up; the question path never needs it.
         import torch
 
@@ -111,7 +112,7 @@ class TorchEngine(_Batched):
             return module(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
 
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return run_batched(encodings, self.batch_tokens, forward)
+            return run_batched(encodings, self.batch_tokens, forward, on_batch)
 
 
 def mean_pooled(bert):

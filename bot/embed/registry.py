@@ -30,6 +30,10 @@ from bot.embed.batching import BATCH_TOKENS, SMALL_BATCH_TOKENS
 from bot.embed.engines import Engine, OnnxEngine, OpenVinoEngine, TorchEngine
 
 log = logging.getLogger(__name__)
+# What the user should hear about while it happens (the CLI shows these on stderr, the Discord bot
+# in its log): making the ONNX export, the one slow step of a first run.
+notices = logging.getLogger("bot.notice")
+PREPARING = "Preparing the embedding model (once, about 20 s)…"
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class EngineRegistry:
         self._int8 = _Lazy(self._load_int8)
         self._openvino = {p: _Lazy(lambda p=p: self._compile_openvino(p)) for p in model.PRECISIONS}
         self._export_lock = threading.Lock()
+        self._announced = False
 
     @classmethod
     def default(cls) -> "EngineRegistry":
@@ -149,9 +154,17 @@ class EngineRegistry:
         return self._torch_prepared.get()
 
     def _prepare_torch(self):
+        if self.switches.onnx and not self.onnx_model_file().exists():
+            self._announce()  # loading torch is the first part of making the export
         module = self.torch_module()
         self.ensure_onnx_export()
         return module
+
+    def _announce(self) -> None:
+        """Say once that the slow, once-per-machine preparation is starting."""
+        if not self._announced:
+            self._announced = True
+            notices.info(PREPARING)
 
     # --- the files in the cache -----------------------------------------------------------------
 
@@ -168,6 +181,8 @@ class EngineRegistry:
         if target.exists():
             return target
         with self._export_lock:
+            if not target.exists():
+                self._announce()
             return export.export_onnx(target, self.torch_module, lambda tmp: self._agree(
                 TorchEngine(module=self.torch_module), OnnxEngine(session=engines.new_session(tmp)), self.floors.onnx))
 

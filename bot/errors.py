@@ -18,6 +18,10 @@ class CorpusMissing(IndexProblem):
     """A corpus folder or file that was named does not exist."""
 
 
+class IndexDamaged(IndexProblem):
+    """A file of the index cannot be read as what it should be (garbage, truncation)."""
+
+
 class QuestionError(QabotError):
     """A question we won't run (empty, too long)."""
 
@@ -32,6 +36,11 @@ class GoldError(QabotError):
 
 class SettingError(QabotError):
     """A setting (environment variable or flag) with a value that cannot be used."""
+
+
+def damaged(path, reason: str) -> IndexDamaged:
+    """The one message for an index file that cannot be read: which file, why, and the way out."""
+    return IndexDamaged(f"{path} is damaged ({reason}); run `qabot ingest --rebuild`")
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:

@@ -4,10 +4,11 @@ index-wide settings (embedding model and precision, chunking, generation), in
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import sqlite3
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -15,16 +16,59 @@ from filelock import FileLock, Timeout
 
 from bot.config import Settings
 from bot.embed import MODEL_NAME, resolve_precision
-from bot.errors import IndexProblem
+from bot.errors import IndexProblem, damaged, one_line
 from bot.ingest.discover import SkipRecord
+
+# SQLite's primary result codes for a file that is not (or no longer) a database.
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+
+
+def sqlite_problem(path: Path, exc: sqlite3.Error) -> IndexProblem:
+    """A SQLite failure on one of the index's files as one line naming the file: damaged (with
+    the way out), locked, or otherwise unusable."""
+    reason = one_line(exc)
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in reason or "not a database" in reason:
+        return damaged(path, reason)
+    if primary in (SQLITE_BUSY, SQLITE_LOCKED) or "locked" in reason:
+        return IndexProblem(f"{path} is locked by another process ({reason}); try again when it is done")
+    return IndexProblem(f"cannot use {path} ({reason})")
+
+
+def _translated(method):
+    """SQLite errors of a Manifest method become one-line IndexProblems naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise sqlite_problem(self.path, exc) from None
+
+    return wrapper
 
 
 class Manifest:
-    """Per-file state and index-wide settings, in `<index>/manifest.sqlite3`."""
+    """Per-file state and index-wide settings, in `<index>/manifest.sqlite3`. Any SQLite failure
+    (a damaged or locked file) is a one-line `IndexProblem` naming the file."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        try:
+            self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise sqlite_problem(path, exc) from None
+        try:
+            self._create()
+        except BaseException:
+            self.db.close()
+            raise
+
+    @_translated
+    def _create(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS files (source TEXT PRIMARY KEY, sha256 TEXT, size INTEGER, "
@@ -35,11 +79,13 @@ class Manifest:
         self.db.execute("CREATE TABLE IF NOT EXISTS skipped (source TEXT PRIMARY KEY, size INTEGER, "
                         "mtime_ns INTEGER, reason TEXT)")
 
+    @_translated
     def files(self) -> dict[str, sqlite3.Row]:
         self.db.row_factory = sqlite3.Row
         rows = self.db.execute("SELECT * FROM files").fetchall()
         return {r["source"]: r for r in rows}
 
+    @_translated
     def set_file(self, source: str, sha256: str, size: int, mtime_ns: int, n_chunks: int,
                  state: str, title: str = "") -> None:
         self.db.execute(
@@ -47,35 +93,71 @@ class Manifest:
             (source, sha256, size, mtime_ns, n_chunks, state, title),
         )
 
+    @_translated
     def skipped(self) -> dict[str, SkipRecord]:
         rows = self.db.execute("SELECT source, size, mtime_ns, reason FROM skipped").fetchall()
         return {r[0]: SkipRecord(r[1], r[2], r[3]) for r in rows}
 
+    @_translated
     def set_skipped(self, source: str, size: int, mtime_ns: int, reason: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)", (source, size, mtime_ns, reason))
 
+    @_translated
     def clear_skipped(self, source: str) -> None:
         self.db.execute("DELETE FROM skipped WHERE source = ?", (source,))
 
+    @_translated
     def set_state(self, source: str, state: str) -> None:
         self.db.execute("UPDATE files SET state = ? WHERE source = ?", (state, source))
 
+    @_translated
     def touch(self, source: str, size: int, mtime_ns: int) -> None:
         self.db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE source = ?", (size, mtime_ns, source))
 
+    @_translated
     def remove(self, source: str) -> None:
         self.db.execute("DELETE FROM files WHERE source = ?", (source,))
 
+    @_translated
     def expected_chunks(self) -> int:
         return self.db.execute("SELECT COALESCE(SUM(n_chunks), 0) FROM files WHERE state = 'done'").fetchone()[0]
 
+    @_translated
     def get(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        if not row:
+            return default
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            raise damaged(self.path, f"unreadable {key} setting") from None
 
+    @_translated
+    def empty(self) -> None:
+        """Forget every file and setting, in one transaction (the generation stays: readers cache by it)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM files")
+            self.db.execute("DELETE FROM skipped")
+            self.db.execute("DELETE FROM meta WHERE key != 'generation'")
+            self.db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise
+
+    @_translated
+    def check(self) -> None:
+        """Read every page (SQLite's quick_check): raises if the file is damaged anywhere."""
+        result = self.db.execute("PRAGMA quick_check").fetchone()
+        if not result or result[0] != "ok":
+            raise damaged(self.path, " ".join(str(result[0] if result else "quick_check failed").split())[:200])
+
+    @_translated
     def put(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
+    @_translated
     def bump_generation(self) -> None:
         self.put("generation", self.get("generation", 0) + 1)
 
@@ -96,7 +178,7 @@ def _server_key(settings: Settings) -> str:
     return hashlib.sha1(f"{settings.chroma_url}|{settings.collection}".encode()).hexdigest()[:12]
 
 
-@contextmanager
+@contextlib.contextmanager
 def ingest_lock(index_dir: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """One ingest at a time per index; a second one waits (and says so)."""
     index_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from chromadb import errors as chroma_errors
 from chromadb.config import Settings as ChromaSettings
 
 from bot.config import Settings
-from bot.errors import IndexProblem, one_line
+from bot.errors import IndexProblem, damaged, one_line
 from bot.schema import Chunk
 
 UPSERT_BATCH = 512  # chunks per Chroma write; also the unit of progress and crash loss
@@ -29,6 +29,7 @@ class VectorStore:
     def __init__(self, settings: Settings, create: bool = True) -> None:
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         self.url = settings.chroma_url
+        self.database_file = settings.index / "chroma" / CHROMA_DATABASE  # embedded: what can be damaged
         if settings.chroma_url:
             url = urlparse(settings.chroma_url)
             if url.scheme not in ("http", "https") or not url.hostname:
@@ -45,7 +46,14 @@ class VectorStore:
                     raise _refused(settings.chroma_url, exc) from None
                 raise IndexProblem(f"cannot reach the Chroma server at {settings.chroma_url} ({one_line(exc)})") from None
         else:
-            self.client = chromadb.PersistentClient(path=str(settings.index / "chroma"), settings=chroma_settings)
+            try:
+                self.client = chromadb.PersistentClient(path=str(settings.index / "chroma"), settings=chroma_settings)
+            except Exception as exc:
+                forget_embedded(settings.index / "chroma")  # Chroma keeps a half-made client: not that one again
+                reason = damage_reason(exc)
+                if reason:
+                    raise damaged(self.database_file, reason) from None
+                raise IndexProblem(f"cannot open the index at {settings.index / 'chroma'} ({one_line(exc)})") from None
         # We always pass our own vectors: embedding_function=None keeps Chroma from ever
         # downloading its default ONNX model.
         with self._server_call():
@@ -65,11 +73,17 @@ class VectorStore:
 
     @contextmanager
     def _server_call(self) -> Iterator[None]:
-        """A server that goes away mid-run is a one-line error, not a traceback. Whatever was
-        half written is repaired by the next ingest (see the module docstring)."""
+        """A server that goes away mid-run, or a damaged database file, is a one-line error, not a
+        traceback. Whatever was half written is repaired by the next ingest (see the module
+        docstring)."""
         try:
             yield
+        except IndexProblem:
+            raise
         except Exception as exc:
+            reason = None if self.url else damage_reason(exc)
+            if reason:
+                raise damaged(self.database_file, reason) from None
             if self.url and _is_connection_error(exc):
                 raise IndexProblem(f"lost the connection to the Chroma server at {self.url} "
                                   f"({one_line(exc)}); run the command again once it is back") from None
@@ -128,6 +142,38 @@ class VectorStore:
             (chunk_from_record(i, d, m), 1.0 - dist)
             for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
         ]
+
+
+CHROMA_DATABASE = "chroma.sqlite3"
+_SQLITE_CODE = re.compile(r"\(code: (\d+)\)\s*")
+
+
+def damage_reason(exc: BaseException) -> str | None:
+    """Why Chroma's embedded database is unusable, when it is damaged (SQLite's CORRUPT or NOTADB,
+    as the Rust bindings report them: "error returned from database: (code: 26) file is not a
+    database"); None for any other failure."""
+    text = " ".join(str(exc).split())
+    match = _SQLITE_CODE.search(text)
+    if match and int(match.group(1)) & 0xFF in (11, 26):
+        return text[match.end():][:200] or "damaged"
+    if "database disk image is malformed" in text or "file is not a database" in text:
+        return text[:200]
+    return None
+
+
+def forget_embedded(path) -> None:
+    """Stop and forget the embedded Chroma that this process holds open on `path` (a folder
+    about to be deleted): the next client made for it opens the files afresh."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    for identifier, system in list(SharedSystemClient._identifier_to_system.items()):
+        if identifier == str(path):
+            SharedSystemClient._identifier_to_system.pop(identifier, None)
+            SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+            try:
+                system.stop()
+            except Exception:
+                pass
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -22,6 +22,14 @@ class IndexDamaged(IndexProblem):
     """A file of the index cannot be read as what it should be (garbage, truncation)."""
 
 
+class RemovalRefused(IndexProblem):
+    """An ingest would remove every document of the index, or most of them, and that was not confirmed."""
+
+
+class NoDocuments(IndexProblem):
+    """A corpus (or index) with nothing that can be indexed in it."""
+
+
 class QuestionError(QabotError):
     """A question we won't run (empty, too long)."""
 

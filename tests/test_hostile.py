@@ -195,7 +195,7 @@ def test_unreadable_folder_is_one_line(tmp_path):
     found, skips = [], []
     files = discover([corpus], corpus, lambda s, r: skips.append((s, r)), readable=readable)
     found = [f.source for f in files]
-    assert found == ["ok.txt"] and skips == [("locked", "permission denied")]
+    assert found == ["ok.txt"] and skips == [("locked/", "permission denied")]  # a folder: trailing "/"
 
 
 # --- hostile questions -------------------------------------------------------------------------

@@ -41,10 +41,22 @@ def can_read(path: Path) -> bool:
 
 def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None],
              readable: Readable = can_read) -> list[CorpusFile]:
-    """Supported files under `roots`, following symlinks but never looping; a folder that is not
-    `readable` is reported to `on_skip` and left out."""
+    """Supported files under `roots`, following symlinks but never looping. A file that cannot be
+    indexed, and a folder that cannot be listed (not `readable`, or failing when listed), is
+    reported to `on_skip`; folders with a trailing "/" (`sub/`), so that callers keep what was
+    indexed from them (see `under_unreadable`)."""
     found: dict[str, CorpusFile] = {}
     corpus_abs = corpus.resolve()
+
+    def folder_failed(path: Path, exc: OSError | None = None) -> None:
+        if exc is None or isinstance(exc, PermissionError):
+            reason = "permission denied"
+        else:
+            reason = f"cannot read ({exc.strerror or exc})"
+        on_skip(source_of(path, corpus_abs) + "/", reason)
+
+    def walk_error(exc: OSError) -> None:
+        folder_failed(Path(exc.filename) if exc.filename else corpus_abs, exc)
 
     def add(path: Path) -> None:
         try:
@@ -63,10 +75,11 @@ def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None
             add(root)
             continue
         seen_dirs: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
             try:
                 st = os.stat(dirpath)
-            except OSError:
+            except OSError as exc:
+                folder_failed(Path(dirpath), exc)
                 dirnames[:] = []
                 continue
             if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop or a second way in
@@ -75,7 +88,8 @@ def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None
             seen_dirs.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             if not readable(Path(dirpath)):
-                on_skip(source_of(Path(dirpath), corpus_abs), "permission denied")
+                folder_failed(Path(dirpath))
+                dirnames[:] = []
                 continue
             for name in sorted(filenames):
                 path = Path(dirpath) / name
@@ -119,6 +133,16 @@ def still_bad(f: CorpusFile, skips: dict[str, SkipRecord], readable: Readable = 
 
 def loadable(f: CorpusFile) -> bool:
     return 0 < f.size <= MAX_FILE_BYTES
+
+
+def under_unreadable(source: str, folders: list[str]) -> bool:
+    """Whether a file's source lies in one of the folders (`sub/`, as `discover` reports them)
+    that could not be listed: its indexed version is kept, not taken for deleted."""
+    for folder in folders:
+        prefix = folder.rstrip("/")
+        if prefix in ("", ".") or source.startswith(prefix + "/"):
+            return True
+    return False
 
 
 def in_scope(source: str, prefixes: list[str], whole_corpus: bool) -> bool:

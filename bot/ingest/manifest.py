@@ -8,6 +8,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Callable, Iterator
@@ -133,6 +134,11 @@ class Manifest:
             raise damaged(self.path, f"unreadable {key} setting") from None
 
     @_translated
+    def documents(self) -> int:
+        """Files indexed (state `done`)."""
+        return self.db.execute("SELECT COUNT(*) FROM files WHERE state = 'done'").fetchone()[0]
+
+    @_translated
     def empty(self) -> None:
         """Forget every file and setting, in one transaction (the generation stays: readers cache by it)."""
         self.db.execute("BEGIN IMMEDIATE")
@@ -193,6 +199,11 @@ def ingest_lock(index_dir: Path, on_wait: Callable[[], None] | None = None) -> I
         yield
     finally:
         lock.release()
+
+
+def corpus_key(corpus: Path) -> str:
+    """How an index remembers its corpus: the folder's absolute path, symlinks resolved."""
+    return str(Path(os.path.abspath(corpus)).resolve())
 
 
 def embedding_settings_check(manifest: Manifest, settings: Settings) -> str:

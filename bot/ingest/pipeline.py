@@ -11,6 +11,12 @@ still be read, parsed and split on every run (too slow for the ≤ 2 s re-ingest
 corpus), and it has no notion of a file whose new version fails to load (we keep the old chunks).
 Here an unchanged file costs one `stat`.
 
+Nothing lost on bad input: the index remembers the corpus folder it was built from (manifest
+meta `corpus`); a run that would remove every document of the index, or more than half of them
+(an empty, unmounted or different folder), first asks `confirm_removal` and removes nothing if
+refused. Files under a folder that cannot be listed are kept, not taken for deleted. A corpus
+with no supported file creates no index (and `rebuild` then drops nothing).
+
 Crash safety: see bot/ingest/repair.py; tests/test_crash.py fails an ingest before each of its
 writes, and SIGKILLs real ones. Concurrency: one ingest at a time per index (a file lock; the
 second waits). Readers (the bot, `ask`, a second client) keep working during an ingest and see
@@ -24,16 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bot.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, Settings
+from bot.config import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, Settings, check_chunking
 from bot.embed import Embedder
-from bot.errors import CorpusMissing, IndexProblem
+from bot.errors import CorpusMissing, IndexProblem, RemovalRefused
 from bot.ingest.chunk import chunk_document, make_splitter
 from bot.ingest.discover import (CorpusFile, Readable, can_read, discover, file_sha256, in_scope, source_of,
-                                 still_bad)
+                                 still_bad, under_unreadable)
 from bot.ingest.load import MAX_FILE_BYTES, Document, LoadError, load_document, too_large
-from bot.ingest.manifest import Manifest, embedding_settings_check, ingest_lock, open_manifest
+from bot.ingest.manifest import Manifest, corpus_key, embedding_settings_check, ingest_lock, open_manifest
 from bot.ingest.repair import drop_index, repair
-from bot.ingest.status import nothing_to_do
+from bot.ingest.status import index_exists, nothing_to_do
 from bot.schema import Chunk
 from bot.store.chroma import VectorStore
 
@@ -42,6 +48,7 @@ KEEPING = "; keeping the previously indexed version"
 
 SkipFn = Callable[[str, str], None]
 ProgressFn = Callable[[int, int], None]
+NoticeFn = Callable[[str], None]
 Loader = Callable[[Path, str], Document]
 Hasher = Callable[[Path], str]
 
@@ -57,6 +64,8 @@ class IngestReport:
     chunks_total: int = 0
     repaired: int = 0
     seconds: float = 0.0
+    documents: int | None = None  # files in the index after the run (None: not known)
+    corpus_empty: bool = False  # the corpus holds no supported file: nothing was done
 
     @property
     def changed(self) -> bool:
@@ -70,6 +79,38 @@ class IngestReport:
             f"{self.unchanged} unchanged, {self.deleted} deleted, {len(self.skipped)} skipped{repaired}; "
             f"{self.chunks_embedded} chunks embedded, {self.chunks_total} in index; {self.seconds:.1f} s"
         )
+
+
+@dataclass
+class Removal:
+    """What an ingest is about to remove, when that is every document of the index or most of
+    them: handed to the `confirm_removal` callback before anything is deleted."""
+
+    removing: int
+    documents: int
+    corpus: str  # the folder being ingested (absolute)
+    built_from: str | None  # the folder the index was built from, if it remembers
+
+    def what(self) -> str:
+        """"all 8 documents of the index (they are not in /abs/corpus)" and the like."""
+        what = (f"all {self.documents} documents" if self.removing == self.documents
+                else f"{self.removing} of the {self.documents} documents")
+        if self.built_from and self.built_from != self.corpus:
+            where = f"it was built from {self.built_from}, not {self.corpus}"
+        else:
+            where = f"they are not in {self.corpus}"
+        return f"{what} of the index ({where})"
+
+    def describe(self) -> str:
+        return f"this ingest would remove {self.what()}"
+
+
+ConfirmFn = Callable[[Removal], bool]
+
+
+def sweeping(removing: int, documents: int) -> bool:
+    """Whether removing this many of the index's documents needs confirming: all, or more than half."""
+    return removing > 0 and (removing == documents or 2 * removing > documents)
 
 
 @dataclass
@@ -110,11 +151,18 @@ class _Progress:
 
 class Ingestor:
     """One ingest run over an open manifest and store, with the embedder and the file access
-    (`loader`, `hasher`, `readable`) it is given."""
+    (`loader`, `hasher`, `readable`) it is given.
+
+    Callbacks: `on_skip(source, reason)` per file or folder that cannot be indexed;
+    `on_progress(chunks, total)` as chunks are written; `on_notice(line)` for what the run is
+    about to do that the user should know (chunking changed, vectors missing);
+    `confirm_removal(Removal)` before removing every document of the index or most of them
+    (False: nothing is removed and `RemovalRefused` is raised; None: no confirmation asked)."""
 
     def __init__(self, settings: Settings, manifest: Manifest, store: VectorStore, embedder: Embedder, *,
                  report: IngestReport | None = None, on_skip: SkipFn | None = None,
-                 on_progress: ProgressFn | None = None, loader: Loader = load_document,
+                 on_progress: ProgressFn | None = None, on_notice: NoticeFn | None = None,
+                 confirm_removal: ConfirmFn | None = None, loader: Loader = load_document,
                  hasher: Hasher = file_sha256, readable: Readable = can_read,
                  embed_group: int = EMBED_GROUP) -> None:
         self.settings = settings
@@ -124,6 +172,8 @@ class Ingestor:
         self.report = IngestReport() if report is None else report
         self.skip = on_skip or (lambda source, reason: None)
         self.on_progress = on_progress
+        self.notice = on_notice or (lambda line: None)
+        self.confirm_removal = confirm_removal
         self.loader = loader
         self.hasher = hasher
         self.readable = readable
@@ -136,44 +186,86 @@ class Ingestor:
     def run(self, roots: list[Path]) -> None:
         corpus, manifest = self.settings.corpus, self.manifest
         whole_corpus = roots == [corpus]
-        self.report.repaired = repair(manifest, self.store, manifest.files())
-        self.known, self.skips = manifest.files(), manifest.skipped()
-        files = discover(roots, corpus, self.skip, self.readable)
-        self._forget_gone({f.source for f in files}, roots, whole_corpus)
-
-        # New chunking settings re-chunk every file (the setting is saved only once all are done).
+        # This run's chunking, checked before anything is written.
         chunking = self._chunking()
         self.settings = self.settings.with_(chunk_size=chunking["size"], chunk_overlap=chunking["overlap"])
-        self.rechunk = manifest.get("chunking") not in (None, chunking)
-        self._index([todo for f in files if (todo := self._plan(f)) is not None])
+
+        unreadable: list[str] = []  # folders that could not be listed: their files are kept as they are
+
+        def skip(source: str, reason: str) -> None:
+            if source.endswith("/"):
+                unreadable.append(source)
+            self.skip(source, reason)
+
+        files = discover(roots, corpus, skip, self.readable)
+        present = {f.source for f in files}
+        self._confirm_removals(manifest.files(), present, roots, whole_corpus, unreadable)
+
+        stored, expected = self.store.count(), manifest.expected_chunks()
+        if stored < expected:  # e.g. the vector store's database was deleted
+            self.notice(f"the vector store lacks {expected - stored} of the index's {expected} chunks; "
+                        "embedding them again")
+        self.report.repaired = repair(manifest, self.store, manifest.files())
+        self.known, self.skips = manifest.files(), manifest.skipped()
+        self._forget_gone(present, roots, whole_corpus, unreadable)
+
+        # New chunking settings re-chunk every file (the setting is saved only once all are done).
+        stored = manifest.get("chunking")
+        self.rechunk = stored not in (None, chunking)
+        todo = [todo for f in files if (todo := self._plan(f)) is not None]
+        if self.rechunk and todo:
+            self.notice(f"chunking changed ({stored['size']}/{stored['overlap']} → "
+                        f"{chunking['size']}/{chunking['overlap']}): re-embedding "
+                        f"{'all ' if whole_corpus else ''}{len(todo)} file{'s' if len(todo) != 1 else ''}")
+        self._index(todo)
 
         if self.report.changed:
             manifest.bump_generation()
         manifest.put("embedding", self.embedder.settings)
         if not self.rechunk or whole_corpus:  # a partial run leaves other files to re-chunk
             manifest.put("chunking", chunking)
+        if whole_corpus or (manifest.get("corpus") is None and corpus.is_dir()):
+            manifest.put("corpus", corpus_key(corpus))
         manifest.put("last_ingest", time.time())
         self.report.chunks_total = self.store.count()
+        self.report.documents = manifest.documents()
+
+    def _gone(self, known: dict, present: set[str], roots: list[Path], whole_corpus: bool,
+              unreadable: list[str]) -> list[str]:
+        """Known files inside the scanned roots that are no longer there (files under a folder
+        that could not be listed are not gone: they are kept as they are)."""
+        prefixes = [source_of(r, self.settings.corpus.resolve()) for r in roots]
+        return sorted(s for s in known if s not in present and in_scope(s, prefixes, whole_corpus)
+                      and not under_unreadable(s, unreadable))
+
+    def _confirm_removals(self, known: dict, present: set[str], roots: list[Path], whole_corpus: bool,
+                          unreadable: list[str]) -> None:
+        """Ask before removing every document of the index, or most of them (see `Ingestor`)."""
+        gone = self._gone(known, present, roots, whole_corpus, unreadable)
+        if self.confirm_removal is None or not sweeping(len(gone), len(known)):
+            return
+        removal = Removal(len(gone), len(known), corpus_key(self.settings.corpus), self.manifest.get("corpus"))
+        if not self.confirm_removal(removal):
+            raise RemovalRefused(f"{removal.describe()}; nothing removed")
 
     def _chunking(self) -> dict:
         """This run's chunk size and overlap: the settings', else the index's, else the defaults."""
         stored = self.manifest.get("chunking") or {}
         overlap = self.settings.chunk_overlap
-        return {"size": self.settings.chunk_size or stored.get("size") or DEFAULT_CHUNK_SIZE,
-                "overlap": overlap if overlap is not None else stored.get("overlap", DEFAULT_CHUNK_OVERLAP)}
+        chunking = {"size": self.settings.chunk_size or stored.get("size") or DEFAULT_CHUNK_SIZE,
+                    "overlap": overlap if overlap is not None else stored.get("overlap", DEFAULT_CHUNK_OVERLAP)}
+        check_chunking(chunking["size"], chunking["overlap"])  # one given, the other the index's
+        return chunking
 
-    def _forget_gone(self, present: set[str], roots: list[Path], whole_corpus: bool) -> None:
+    def _forget_gone(self, present: set[str], roots: list[Path], whole_corpus: bool, unreadable: list[str]) -> None:
         """Deleted: known files inside the scanned roots that are gone (and their skip records)."""
-        prefixes = [source_of(r, self.settings.corpus.resolve()) for r in roots]
-        for source in self.skips:
-            if source not in present and in_scope(source, prefixes, whole_corpus):
-                self.manifest.clear_skipped(source)
-        for source in sorted(self.known):
-            if source not in present and in_scope(source, prefixes, whole_corpus):
-                self.manifest.set_state(source, "deleting")
-                self.store.delete_source(source)
-                self.manifest.remove(source)
-                self.report.deleted += 1
+        for source in self._gone(self.skips, present, roots, whole_corpus, unreadable):
+            self.manifest.clear_skipped(source)
+        for source in self._gone(self.known, present, roots, whole_corpus, unreadable):
+            self.manifest.set_state(source, "deleting")
+            self.store.delete_source(source)
+            self.manifest.remove(source)
+            self.report.deleted += 1
 
     def _plan(self, f: CorpusFile) -> _Todo | None:
         """Whether `f` must be (re-)indexed: decided by size+mtime first, content hash second."""
@@ -293,6 +385,8 @@ def ingest(
     on_wait: Callable[[], None] | None = None,
     missing_ok: bool = False,
     *,
+    on_notice: NoticeFn | None = None,
+    confirm_removal: ConfirmFn | None = None,
     loader: Loader = load_document,
     hasher: Hasher = file_sha256,
     readable: Readable = can_read,
@@ -302,7 +396,12 @@ def ingest(
 ) -> IngestReport:
     """Bring the index in line with the corpus (or with `paths` inside/outside it). With
     `missing_ok`, a path that does not exist is indexed as empty (its chunks are deleted).
-    The keyword-only arguments are seams for tests (see the module docstring)."""
+    The callbacks are `Ingestor`'s; `confirm_removal` (None: never asked) guards against an
+    ingest that would remove every document of the index or most of them.
+
+    A corpus with no supported file at all creates no index and leaves an existing one alone,
+    even with `rebuild` (`report.documents` is then 0, or None for an index left alone).
+    The keyword-only seams `loader`...`open_manifest` are for tests (see the module docstring)."""
     started = time.perf_counter()
     report = IngestReport()
 
@@ -316,7 +415,10 @@ def ingest(
         if not root.exists() and not missing_ok:
             raise CorpusMissing(f"corpus path not found: {root}")
 
-    if not rebuild and not paths and nothing_to_do(settings, readable):
+    if not paths and (rebuild or not index_exists(settings)) and _nothing_to_index(settings, skip, readable):
+        report.documents = None if rebuild and index_exists(settings) else 0  # nothing to index: nothing done
+        report.corpus_empty = True
+    elif not rebuild and not paths and nothing_to_do(settings, readable):
         _report_unchanged(settings, report, skip, readable=readable, open_manifest=open_manifest)
     else:
         with ingest_lock(settings.index, on_wait):
@@ -331,11 +433,23 @@ def ingest(
                 elif embedder.precision != precision:
                     raise IndexProblem(f"embedder precision {embedder.precision} != index precision {precision}")
                 Ingestor(settings, manifest, store, embedder, report=report, on_skip=skip, on_progress=on_progress,
-                         loader=loader, hasher=hasher, readable=readable, embed_group=embed_group).run(roots)
+                         on_notice=on_notice, confirm_removal=confirm_removal, loader=loader, hasher=hasher,
+                         readable=readable, embed_group=embed_group).run(roots)
             finally:
                 manifest.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _nothing_to_index(settings: Settings, skip: SkipFn, readable: Readable) -> bool:
+    """Whether the corpus holds no supported file at all (what could not be looked at is then
+    reported to `skip`; otherwise the run reports it)."""
+    skipped: list[tuple[str, str]] = []
+    if discover([settings.corpus], settings.corpus, lambda s, r: skipped.append((s, r)), readable):
+        return False
+    for source, reason in skipped:
+        skip(source, reason)
+    return True
 
 
 def _report_unchanged(settings: Settings, report: IngestReport, skip: SkipFn, *, readable: Readable,
@@ -347,7 +461,10 @@ def _report_unchanged(settings: Settings, report: IngestReport, skip: SkipFn, *,
     try:
         known, known_skips = manifest.files(), manifest.skipped()
         report.unchanged = sum(1 for r in known.values() if r["state"] == "done")
+        report.documents = report.unchanged
         report.chunks_total = manifest.expected_chunks()
+        if manifest.get("corpus") != corpus_key(settings.corpus):  # an index made before it remembered
+            manifest.put("corpus", corpus_key(settings.corpus))
     finally:
         manifest.close()
     for f in discover([settings.corpus], settings.corpus, skip, readable):

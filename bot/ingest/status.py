@@ -5,17 +5,105 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
-from bot.ingest.discover import Readable, can_read, discover, loadable, still_bad
-from bot.ingest.manifest import open_manifest, open_manifest_name
-from bot.store.chroma import VectorStore
+from bot.ingest.discover import Readable, can_read, discover, loadable, still_bad, under_unreadable
+from bot.ingest.manifest import corpus_key, open_manifest, open_manifest_name
+from bot.store.chroma import CHROMA_DATABASE, VectorStore
 
 
 def index_exists(settings: Settings) -> bool:
     manifest = settings.index / open_manifest_name(settings)
     return manifest.exists() and (bool(settings.chroma_url) or (settings.index / "chroma").exists())
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What an index holds by its manifest, what its vector store holds, and where it came from."""
+
+    documents: int  # files indexed (manifest)
+    chunks: int  # chunks written for them (manifest)
+    stored: int  # chunks the vector store holds
+    corpus: str | None  # the folder it was built from (absolute), if it remembers
+
+    @property
+    def missing(self) -> int:
+        """Chunks the manifest lists that the vector store lacks."""
+        return max(0, self.chunks - self.stored)
+
+
+def index_state(settings: Settings) -> IndexState | None:
+    """The state of the index, or None when there is none. Cheap for an embedded index (the
+    manifest and Chroma's SQLite file, no Chroma start); a server is asked for its count. A
+    damaged file is a one-line IndexDamaged."""
+    if not index_exists(settings):
+        return None
+    manifest = open_manifest(settings)
+    try:
+        documents, chunks, corpus = manifest.documents(), manifest.expected_chunks(), manifest.get("corpus")
+    finally:
+        manifest.close()
+    return IndexState(documents, chunks, vector_count(settings), corpus)
+
+
+def vector_count(settings: Settings) -> int:
+    """Chunks the vector store holds: read from Chroma's SQLite file when embedded (0 when that
+    file is gone), else (or when that read fails: damaged, or a schema we do not know) from the
+    store itself, which reports damage as one line."""
+    if not settings.chroma_url:
+        if not (settings.index / "chroma" / CHROMA_DATABASE).exists():
+            return 0
+        count = stored_chunk_count(settings)
+        if count is not None:
+            return count
+    return VectorStore(settings).count()
+
+
+def ingest_command(settings: Settings, corpus: str | Path | None = None) -> str:
+    """The `qabot ingest` command line that works on this index (from `corpus`, default the settings')."""
+    command = f"qabot ingest --corpus {corpus or settings.corpus}"
+    if settings.index != Path("index"):
+        command += f" --index {settings.index}"
+    return command
+
+
+def foreign_corpus(settings: Settings, state: IndexState | None) -> str | None:
+    """One line when the index was built from another folder than the settings' corpus (which
+    a command that only answers must then not re-sync it to), else None."""
+    if state is None or not state.corpus or state.corpus == corpus_key(settings.corpus):
+        return None
+    return (f"index built from {state.corpus}; not re-syncing it to {settings.corpus} "
+            f"(run `{ingest_command(settings)}` to change that)")
+
+
+def unusable(settings: Settings, state: IndexState) -> str | None:
+    """Why questions cannot be answered from this index (one line: what is wrong and what to
+    run), or None. An index with some of its vectors missing can still answer: see `lacking`."""
+    corpus = state.corpus or settings.corpus
+    if state.documents == 0:
+        where = settings.chroma_url or settings.index
+        return (f"the index at {where} is empty; put documents (.txt, .md, .rst, .html, .pdf) in {corpus} "
+                f"and run `{ingest_command(settings, corpus)}`")
+    if state.stored == 0:
+        return (f"the vector store holds none of the index's {state.chunks} chunks{_lost_database(settings)}; "
+                f"run `{ingest_command(settings, corpus)}` to embed them again")
+    return None
+
+
+def lacking(settings: Settings, state: IndexState) -> str | None:
+    """One line when the vector store lacks some of the index's chunks, else None."""
+    if not state.missing:
+        return None
+    corpus = state.corpus or settings.corpus
+    return (f"the vector store lacks {state.missing} of the index's {state.chunks} chunks{_lost_database(settings)}; "
+            f"answers may miss documents until `{ingest_command(settings, corpus)}` embeds them again")
+
+
+def _lost_database(settings: Settings) -> str:
+    database = settings.index / "chroma" / CHROMA_DATABASE
+    return f" ({database} is missing)" if not settings.chroma_url and not database.exists() else ""
 
 
 def corpus_changed(settings: Settings, readable: Readable = can_read) -> bool:
@@ -31,12 +119,15 @@ def corpus_changed(settings: Settings, readable: Readable = can_read) -> bool:
         skips = manifest.skipped()
     finally:
         manifest.close()
-    files = discover([settings.corpus], settings.corpus, lambda s, r: None, readable)
+    unreadable: list[str] = []  # folders that cannot be listed: their indexed files are kept
+    files = discover([settings.corpus], settings.corpus,
+                     lambda s, r: unreadable.append(s) if s.endswith("/") else None, readable)
+    indexed = {s for s in known if not Path(s).is_absolute() and not under_unreadable(s, unreadable)}
 
-    if {f.source for f in files} != {s for s in known if not Path(s).is_absolute()}:
+    if {f.source for f in files} != indexed:
         # Sources that were skipped never enter the manifest's files: don't loop on them.
         unknown = {f.source for f in files} - set(known)
-        gone = {s for s in known if not Path(s).is_absolute()} - {f.source for f in files}
+        gone = indexed - {f.source for f in files}
         if gone or any(loadable(f) and not still_bad(f, skips, readable) for f in files if f.source in unknown):
             return True
     for f in files:
@@ -91,7 +182,9 @@ def stats(settings: Settings) -> dict:
         embedding = manifest.get("embedding") or {}
         info = {
             "documents": sum(1 for r in files.values() if r["state"] == "done"),
-            "chunks": VectorStore(settings).count(),
+            "chunks": vector_count(settings),
+            "manifest_chunks": manifest.expected_chunks(),  # what the vector store should hold
+            "corpus": manifest.get("corpus"),
             "index_bytes": _dir_size(settings.index) if not settings.chroma_url else None,
             "index": str(settings.index),
             "chroma_url": settings.chroma_url,

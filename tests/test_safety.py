@@ -1,9 +1,9 @@
-"""Nothing lost (issue #16, items 1-4, 7, 9): an index remembers its corpus and answering
+"""Nothing lost (issue #16, items 1-4, 7, 9, 10): an index remembers its corpus and answering
 commands never remove its documents; an ingest that would remove all or most of them asks first;
 a damaged index is one line and `--rebuild` always starts over; vectors that went missing are
 noticed and re-embedded; a chunking change is announced; an unreadable folder is said and its
-documents kept; an empty corpus is an error; Ctrl-C during an ingest keeps what was written and
-says so."""
+documents kept; an empty corpus is an error; progress moves per batch with an exact total;
+Ctrl-C during an ingest keeps what was written and says so."""
 from __future__ import annotations
 
 import json
@@ -19,8 +19,9 @@ from click.testing import CliRunner
 
 from bot.cli.main import cli
 from bot.config import Settings
+from bot.embed.batching import MAX_BATCH
 from bot.ingest.manifest import corpus_key, open_manifest
-from bot.ingest.pipeline import ingest
+from bot.ingest.pipeline import EMBED_GROUP, ingest
 from bot.ingest.status import corpus_changed
 from bot.store.chroma import forget_embedded
 from test_crash import check_index, manifest_states, subprocess_env, wait_for, write_corpus
@@ -310,6 +311,29 @@ def test_rebuild_from_an_empty_corpus_keeps_the_index(tmp_path):
     result = qabot("ingest", "--rebuild", "--corpus", str(empty), "--index", str(index))
     assert result.exit_code == 2 and "no indexable documents" in result.stderr, result.stderr
     assert stats(index)["documents"] == 3
+
+
+# --- 10. progress -----------------------------------------------------------------------------------
+
+
+def test_progress_moves_per_batch_with_an_exact_total(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, 36, paragraphs=4)
+    settings = Settings(corpus=corpus, index=tmp_path / "index", chunk_size=200, chunk_overlap=0)
+    calls, reading = [], []
+    report = ingest(settings, embedder=embedder, on_progress=lambda done, total: calls.append((done, total)),
+                    on_reading=lambda done, total: reading.append((done, total)))
+    total = report.chunks_embedded
+    assert total > 300
+    assert reading[-1] == (36, 36) and len(reading) == 36
+    assert {t for _, t in calls} == {total}, "the total is exact from the first update"
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == total
+    # The engines embed in batches of at most 128 texts (MAX_BATCH): it moves after each, not
+    # only after each group of EMBED_GROUP chunks.
+    batches = -(-total // MAX_BATCH)
+    assert batches > -(-total // EMBED_GROUP)
+    assert len(set(done)) >= 1 + batches, sorted(set(done))
 
 
 # --- 7. Ctrl-C during an ingest ------------------------------------------------------------------------

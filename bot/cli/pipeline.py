@@ -19,7 +19,7 @@ INTERRUPTED_INGEST = "Interrupted (the next ingest resumes)."
 # The pipeline (Chroma, numpy, the embedding runtime) is imported inside the commands that use it:
 # importing it costs ~1.3 s, and `qabot --help` or a mistyped flag should answer at once.
 def run_ingest(settings, paths=None, rebuild=False, quiet=False, embedder=None, confirm_removal=None):
-    """Ingest with a progress bar on stderr; returns the report.
+    """Ingest with progress bars on stderr (files read, then chunks embedded); returns the report.
     Shared by ingest/ask/chat/eval. `confirm_removal` is `ingest()`'s. Ctrl-C becomes
     `Interrupted` (exit 130; what was written is kept). A whole-corpus ingest that leaves no
     document in the index is a one-line error."""
@@ -28,19 +28,26 @@ def run_ingest(settings, paths=None, rebuild=False, quiet=False, embedder=None, 
 
     err = Console(stderr=True, highlight=False)
     progress = Progress(
-        TextColumn("[bold]Embedding"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-        TimeRemainingColumn(), console=err, transient=True, disable=quiet,
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
+        TimeRemainingColumn(), console=err, transient=True, disable=quiet or not err.is_terminal,
     )
-    task = None
+    tasks: dict[str, int] = {}
 
-    def on_progress(done: int, total: int) -> None:
-        nonlocal task
+    def show(phase: str, done: int, total: int, unit: str) -> None:
         if total == 0:
             return
-        if task is None:
+        if phase not in tasks:
             progress.start()
-            task = progress.add_task("embed", total=total)
-        progress.update(task, completed=done, total=total)
+            for other in tasks.values():  # one bar at a time: reading is over once embedding starts
+                progress.update(other, visible=False)
+            tasks[phase] = progress.add_task(phase, total=total, unit=unit)
+        progress.update(tasks[phase], completed=done, total=total)
+
+    def on_reading(done: int, total: int) -> None:
+        show("Reading", done, total, "files")
+
+    def on_progress(done: int, total: int) -> None:
+        show("Embedding", done, total, "chunks")
 
     def on_skip(source: str, reason: str) -> None:
         err.print(f"[yellow]skipped[/] {source}: {reason}", markup=True, highlight=False)
@@ -53,12 +60,13 @@ def run_ingest(settings, paths=None, rebuild=False, quiet=False, embedder=None, 
 
     try:
         report = ingest(settings, paths, rebuild=rebuild, embedder=embedder, on_skip=on_skip,
-                        on_progress=on_progress, on_notice=on_notice, on_wait=on_wait,
+                        on_progress=on_progress, on_reading=on_reading, on_notice=on_notice, on_wait=on_wait,
                         confirm_removal=confirm_removal)
     except KeyboardInterrupt:
         raise Interrupted(INTERRUPTED_INGEST) from None
     finally:
-        progress.stop()
+        if tasks:  # stopping a display that never started prints an empty line
+            progress.stop()
     if not report.corpus_empty:
         click.echo(report.summary_line(), err=True)
     if not paths and (report.corpus_empty or report.documents == 0):

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from bot.cli.main import cli
 from bot.config import Settings
 from bot.embed.batching import MAX_BATCH
+from bot.errors import IndexProblem
 from bot.ingest.manifest import corpus_key, open_manifest
 from bot.ingest.pipeline import EMBED_GROUP, ingest
 from bot.ingest.status import corpus_changed
@@ -86,6 +87,13 @@ def test_answering_never_resyncs_an_index_built_from_another_folder(tmp_path):
     assert "alpha" in asked.stdout  # answered from the index as it is
     chatted = qabot("chat", "--corpus", str(other), "--index", str(index), input=QUESTION + "\n")
     assert chatted.exit_code == 0 and "not re-syncing" in chatted.stderr, chatted.stderr
+    assert stats(index) == before
+
+    # The Discord bot's /reindex neither.
+    from bot.discord_bot.command import reindex
+
+    with pytest.raises(IndexProblem, match="not re-syncing it to"):
+        reindex(Settings(corpus=other, index=index))
     assert stats(index) == before
 
 

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import click
 
-from bot.config import DiscordConfig, Settings, load_dotenv
-from bot.errors import SettingError
+from bot.cli.options import CONTEXT, k_option, llm_option, location_options, make_settings
+from bot.config import DiscordConfig, load_dotenv
+from bot.errors import IndexProblem, QabotError, one_line
+
+DISCORD_API = "https://discord.com/api/v10"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -19,44 +22,66 @@ def _fail(message: str, code: int = 2) -> None:
     raise click.exceptions.Exit(code)
 
 
-@click.command("discord")
+@click.command("discord", context_settings=CONTEXT)
+@location_options
+@k_option
+@llm_option
 @click.option("-v", "--verbose", is_flag=True, help="Log discord.py's own messages too.")
-def discord_command(verbose: bool) -> None:
-    """Run the Discord bot.
+def discord_command(corpus, index_dir, chroma_url, k, llm, verbose: bool) -> None:
+    """Run the Discord bot (Ctrl-C or SIGTERM stops it).
 
-    The token comes from DISCORD_TOKEN (environment or a .env file in the working directory).
-    Other settings: QABOT_ALLOWED_GUILDS, QABOT_ALLOWED_CHANNELS, QABOT_RATE_LIMIT (default 5/60),
-    QABOT_DISCORD_DMS, QABOT_DISCORD_MESSAGE_CONTENT, QABOT_FEEDBACK_DB, DISCORD_API_BASE,
-    DISCORD_GATEWAY_URL. With QABOT_LLM (PROVIDER:MODEL) answers are written by the chat model and
-    appear as they are written, then are replaced by the verified answer.
+    \b
+    Set-up, once (README, section "Discord bot", has the details):
+      1. https://discord.com/developers/applications -> New Application;
+         Bot tab -> Reset Token: that token is DISCORD_TOKEN (keep it secret).
+      2. Bot tab -> Privileged Gateway Intents -> enable Message Content Intent
+         (to answer follow-ups in threads without a mention; or set
+         QABOT_DISCORD_MESSAGE_CONTENT=0).
+      3. OAuth2 -> URL Generator: scopes "bot" and "applications.commands";
+         permissions View Channels, Send Messages, Send Messages in Threads,
+         Create Public Threads, Embed Links, Read Message History
+         (integer 309237730304); open the URL and pick your server.
+      4. DISCORD_TOKEN=... in the environment or in a .env file here,
+         `qabot ingest`, then `qabot discord`.
+
+    Other settings, from the environment: QABOT_ALLOWED_GUILDS, QABOT_ALLOWED_CHANNELS,
+    QABOT_RATE_LIMIT (default 5/60), QABOT_DISCORD_DMS, QABOT_DISCORD_MESSAGE_CONTENT,
+    QABOT_FEEDBACK_DB, DISCORD_API_BASE, DISCORD_GATEWAY_URL.
+
+    With --llm (or QABOT_LLM) answers are written by the chat model and appear as they are
+    written, then are replaced by the verified answer. /reindex re-syncs the index with its
+    corpus folder, but never removes the documents of an index built from another folder, nor
+    most of an index's documents: `qabot ingest` does that.
     """
     load_dotenv(Path.cwd() / ".env")
     token = os.environ.get("DISCORD_TOKEN", "").strip()
     if not token:
         _fail("DISCORD_TOKEN is not set (environment or a .env file in the working directory).")
 
+    try:
+        config = DiscordConfig.from_env()
+        settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
+    except QabotError as e:
+        _fail(str(e))
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("bot").setLevel(logging.INFO)
 
     # Imported here: discord.py and the pipeline cost ~2 s of start-up the other commands never need.
+    import aiohttp
     import discord
 
     from bot.discord_bot.client import StartupError, run_bot
-    from bot.ingest.pipeline import ingest
     from bot.qa.pipeline import QA
 
-    try:
-        config = DiscordConfig.from_env()
-        settings = Settings.from_env()
-    except SettingError as e:
-        _fail(str(e))
     qa: list = []  # the QA pipeline, loaded once (in `warm_up`, right after login)
     qa_lock = threading.Lock()
 
     def load_qa():
         with qa_lock:
             if not qa:
+                _check_index(settings)  # as `ask` would: no index, a damaged or empty one is one line
                 pipeline = QA(settings)
                 if hasattr(pipeline, "warm_up"):
                     pipeline.warm_up()
@@ -71,12 +96,13 @@ def discord_command(verbose: bool) -> None:
         yield from load_qa().stream(question, history=history)
 
     def reindex_fn() -> str:
-        report = ingest(settings)
+        summary = reindex(settings)
         pipeline = load_qa()
         if hasattr(pipeline, "refresh"):
             pipeline.refresh()  # pick up the new index generation
-        return report.summary_line()
+        return summary
 
+    api = (config.api_base or DISCORD_API).rstrip("/")
     try:
         # QA builds the LLM answerer whenever settings.llm is set (or fails to start): stream then.
         run_bot(token, answer_fn, reindex_fn, config, warm_up=load_qa, stream_fn=stream_fn if settings.llm else None)
@@ -85,6 +111,55 @@ def discord_command(verbose: bool) -> None:
     except discord.PrivilegedIntentsRequired:
         _fail("the Message Content intent is not enabled for this application: enable it in the Developer "
               "Portal (Bot → Privileged Gateway Intents) or set QABOT_DISCORD_MESSAGE_CONTENT=0.")
+    except discord.HTTPException as e:  # Discord answered, with an error (it is down, or rate limits us)
+        _fail(f"Discord at {api} answered {e.status} ({one_line(e)}); try again later.")
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:  # no route: DNS, refused, TLS, time-out
+        _fail(f"cannot reach Discord at {api} ({one_line(e)}); check the network connection"
+              f"{' and DISCORD_API_BASE' if config.api_base else ''}.")
     except StartupError as e:
         logging.getLogger(__name__).debug("start-up failed", exc_info=True)
+        cause = e.__cause__
+        if isinstance(cause, QabotError):
+            _fail(str(cause))
         _fail(f"could not load the question-answering pipeline: {e}", code=1)
+
+
+def _check_index(settings) -> None:
+    """What `ask` would say before answering: no index, a damaged one, an empty one, or one whose
+    vectors are gone is one line (exit 2) here too; vectors partly missing are a warning."""
+    from bot.ingest.status import index_state, lacking, unusable
+
+    state = index_state(settings)
+    if state is None:
+        raise IndexProblem(f"no index at {settings.chroma_url or settings.index}; run `qabot ingest` first")
+    problem = unusable(settings, state)
+    if problem:
+        raise IndexProblem(problem)
+    warning = lacking(settings, state)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
+
+
+def reindex(settings) -> str:
+    """What /reindex does: re-sync the index with its corpus and return the summary line. Never
+    re-syncs an index built from another folder, nor removes every document or most of them
+    (IndexProblem, one line, instead)."""
+    from bot.errors import RemovalRefused
+    from bot.ingest.pipeline import ingest
+    from bot.ingest.status import foreign_corpus, index_state, ingest_command
+
+    note = foreign_corpus(settings, index_state(settings))
+    if note:
+        raise IndexProblem(note)
+    refused = []
+
+    def never(removal) -> bool:
+        refused.append(removal)
+        return False
+
+    try:
+        report = ingest(settings, confirm_removal=never)
+    except RemovalRefused:
+        raise IndexProblem(f"not re-syncing: that would remove {refused[0].what()}; "
+                           f"run `{ingest_command(settings)}` on the bot's machine to do it") from None
+    return report.summary_line()

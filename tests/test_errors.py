@@ -180,3 +180,14 @@ def test_fraction_options_are_one_line(tmp_path):
         result = CliRunner().invoke(group, ["check", "--min-answer-accuracy", bad])
         assert result.exit_code == 2
         assert one_line(result.stderr) == f"Error: --min-answer-accuracy must be a number from 0 to 1, got {bad}"
+
+
+def test_eval_thresholds_outside_zero_to_one_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from bot.cli.main import cli
+
+    gold = tmp_path / "g.jsonl"
+    gold.write_text('{"id": "a", "question": "q", "answers": [], "evidence": null, "source": null, "kind": "unanswerable"}\n')
+    result = CliRunner().invoke(cli, ["eval", "--gold", str(gold), "--min-answer-accuracy", "1.5"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -13,7 +13,7 @@ from bot.store.chroma import VectorStore
 from conftest import write_pdf
 
 SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) deleted, (\d+) skipped.*?"
-                     r"(\d+) chunks embedded, (\d+) in index")
+                     r"(\d+) chunks? embedded, (\d+) in index")
 
 
 class CountingEmbedder:
@@ -225,3 +225,11 @@ def test_unchanged_reingest_takes_the_stat_only_path(tmp_path):
     (corpus / "a.txt").write_text("Alpha changed.")  # ...and a changed corpus does open it
     with pytest.raises(AssertionError, match="Chroma opened"):
         ingest(settings, open_store=no_chroma)
+
+
+def test_summary_line_counts_in_words():
+    from bot.ingest.pipeline import IngestReport
+
+    one = IngestReport(added=1, chunks_embedded=1, chunks_total=1).summary_line()
+    assert "1 file indexed" in one and "1 chunk embedded, 1 in index" in one
+    assert "2 chunks embedded" in IngestReport(added=2, chunks_embedded=2, chunks_total=2).summary_line()

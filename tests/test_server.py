@@ -26,7 +26,7 @@ from test_crash import check_index
 
 CHROMA = Path(sys.executable).parent / "chroma"
 SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) deleted, (\d+) skipped.*?"
-                     r"(\d+) chunks embedded, (\d+) in index")
+                     r"(\d+) chunks? embedded, (\d+) in index")
 
 pytestmark = pytest.mark.skipif(not CHROMA.exists(), reason="the chroma server CLI is not installed")
 

@@ -22,7 +22,7 @@ from bot.cli.options import CONTEXT, k_option, llm_option, location_options, mak
 from bot.cli.pipeline import open_qa
 from bot.config import history_path
 from bot.cli.terminal import make_console, print_answer, print_sources
-from bot.errors import QuestionError, describe
+from bot.errors import QuestionError, one_line
 from bot.schema import Turn
 from bot.threads import in_thread
 
@@ -101,7 +101,7 @@ class Chat:
             return None
         except Exception as exc:  # keep the session alive; the user can ask again
             self.failures += 1
-            self.console.print(Text(f"Error: {describe(exc)}", style="red"))
+            self.console.print(Text(f"Error: {one_line(exc)}", style="red"))
             return None
         if answer.standalone_question:
             self.console.print(Text(f"Understood as: {answer.standalone_question}", style="dim"))

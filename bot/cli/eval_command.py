@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli.options import CONTEXT, llm_option, location_options, make_settings
+from bot.cli.options import CONTEXT, FRACTION, llm_option, location_options, make_settings
 from bot.cli.pipeline import open_qa
 from bot.eval.gold import load_gold
 
@@ -22,11 +22,11 @@ from bot.eval.gold import load_gold
 @click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True,
               help="Passages per question (also the k of recall@k).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: metrics and per-question results.")
-@click.option("--min-answer-accuracy", type=float, default=None, help="Exit 1 below this (0–1).")
-@click.option("--min-citation-accuracy", type=float, default=None, help="Exit 1 below this (0–1).")
-@click.option("--min-refusal-precision", type=float, default=None, help="Exit 1 below this (0–1).")
-@click.option("--min-refusal-recall", type=float, default=None, help="Exit 1 below this (0–1).")
-@click.option("--min-recall", type=float, default=None, help="Exit 1 if recall@k is below this (0–1).")
+@click.option("--min-answer-accuracy", type=FRACTION, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-citation-accuracy", type=FRACTION, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-refusal-precision", type=FRACTION, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-refusal-recall", type=FRACTION, default=None, help="Exit 1 below this (0–1).")
+@click.option("--min-recall", type=FRACTION, default=None, help="Exit 1 if recall@k is below this (0–1).")
 @llm_option
 def eval_command(gold_path, corpus, index_dir, chroma_url, k, as_json, llm, **minimums):
     """Ask every question of a gold set and score answers, citations, refusals and retrieval.

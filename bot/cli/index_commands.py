@@ -98,7 +98,8 @@ def stats(corpus, index_dir, chroma_url, as_json):
         ("Index", info["chroma_url"] or info["index"]),
         ("Corpus", info["corpus"] or "-"),
         ("Index size", f"{size / 1e6:.1f} MB" if size is not None else "(server)"),
-        ("Embedding model", f"{info['embedding_model']} ({info['precision']})"),
+        ("Embedding model", f"{info['embedding_model']} ({info['precision']})" if info["embedding_model"]
+         else "none yet: the first ingest did not finish (run `qabot ingest`)"),
         ("Chunking", f"{info['chunking']['size']} chars, {info['chunking']['overlap']} overlap"
          if info["chunking"] else "-"),
     ]

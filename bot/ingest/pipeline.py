@@ -91,7 +91,8 @@ class IngestReport:
         return (
             f"{files} file{'s' if files != 1 else ''} indexed: {self.added} added, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.deleted} deleted, {len(self.skipped)} skipped{repaired}; "
-            f"{self.chunks_embedded} chunks embedded, {self.chunks_total} in index; {self.seconds:.1f} s"
+            f"{self.chunks_embedded} chunk{'s' if self.chunks_embedded != 1 else ''} embedded, "
+            f"{self.chunks_total} in index; {self.seconds:.1f} s"
         )
 
 

@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.render import clip, plain
+from bot.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class AdminCog(commands.Cog):
                 summary = await asyncio.to_thread(self.bot.reindex_fn)
             except Exception as e:
                 log.exception("reindex failed")
-                text = f"Reindex failed: {type(e).__name__}: {clip(str(e), 1500)}"
+                text = f"Reindex failed: {clip(one_line(e, 1500), 1500)}"
             else:
                 text = f"Reindexed. {summary}"
         await interaction.followup.send(plain(text), ephemeral=True, allowed_mentions=NO_MENTIONS)

@@ -34,7 +34,9 @@ PASSAGES_SCANNED = 4  # the answer is looked for in the top passages only
 # ... among the sentences that share most with the question, as many as fit in a budget of words
 # (at most SENTENCES_EMBEDDED): embedding them is most of the answer time, and a count of 8 stopped
 # short of the answer in passages of short facts (phantom-dev dev: answers 0.48 -> 0.52 with a budget
-# of 200 words; ISS and Postfix dev the same or better, Python docs dev 0.39 -> 0.36).
+# of 200 words; ISS and Postfix dev the same or better, Python docs dev 0.39 -> 0.36). It costs
+# latency: warm p50 on the Python docs 42.7 -> 59.9 ms with the other #15 steps (2-core Sapphire
+# Rapids); 120 words / 12 sentences gave 37.3 ms but ISS dev 0.61 -> 0.52 and Postfix 0.43 -> 0.33.
 SENTENCE_WORD_BUDGET = 200
 # Sentences are also ranked by closeness to the question without its shared topic words (see
 # `_focus`), at this weight: on dev, phantom 0.82 -> 0.85 and Postfix refusal P/R 0.64/0.70 ->

@@ -19,6 +19,16 @@ class Chunk:
     page: int | None = None  # 1-based page, where the format has pages
     start: int = 0  # character offsets of `text` in the extracted document text
     end: int = 0
+    # Headings and page breaks inside the passage, as (offset in `text`, heading or page), so a
+    # citation names the section and page of its answering sentence, not the passage's first.
+    headings: tuple = ()
+    pages: tuple = ()
+
+    def section_at(self, offset: int) -> str | None:
+        return next((h for at, h in reversed(self.headings) if at <= offset), self.section)
+
+    def page_at(self, offset: int) -> int | None:
+        return next((p for at, p in reversed(self.pages) if at <= offset), self.page)
 
 
 @dataclass
@@ -61,8 +71,9 @@ class Citation:
 def citation_for(chunk: Chunk, n: int, score: float, span_start: int | None = None,
                  span_end: int | None = None) -> Citation:
     """The citation of `chunk` as source number `n`; the one place a Citation is built."""
-    return Citation(n=n, source=chunk.source, title=chunk.title, section=chunk.section, page=chunk.page,
-                    quote=chunk.text, start=chunk.start, end=chunk.end, score=round(float(score), 4),
+    where = span_start or 0
+    return Citation(n=n, source=chunk.source, title=chunk.title, section=chunk.section_at(where),
+                    page=chunk.page_at(where), quote=chunk.text, start=chunk.start, end=chunk.end, score=round(float(score), 4),
                     span_start=span_start, span_end=span_end)
 
 

@@ -109,3 +109,25 @@ def test_how_much_is_an_amount_not_a_count():
     assert [s[a:b] for a, b in span_candidates("how_many", s, "how much was invested in the ISS?")] == \
         ["more than 100 billion US dollars"]
     assert "16 countries" in [s[a:b] for a, b in span_candidates("how_many", s, "how many countries take part?")]
+
+
+def test_citation_names_the_page_and_section_of_its_sentence(tmp_path, embedder):
+    """A passage that runs over a page break or a heading cites the page and section where the
+    answering sentence is, not the passage's first (#16 item 14), and keeps them after a reload."""
+    from conftest import write_pdf
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_pdf(corpus / "guide.pdf", ["The lighthouse keeper lights the lamp every evening at dusk.",
+                                     "The fog horn sounds twice a minute whenever visibility drops below one mile."])
+    (corpus / "notes.md").write_text("# Harbour\n\nBoats moor at the north quay.\n\n## Tides\n\n"
+                                     "High tide at the harbour comes about every twelve hours and twenty five minutes.\n")
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    for qa in (QA(settings, embedder=embedder), QA(settings, embedder=embedder)):  # the second: cached BM25
+        horn = qa.answer("how often does the fog horn sound?")
+        cited = next(c for c in horn.citations if c.source == "guide.pdf")
+        assert cited.page == 2, (cited.page, horn.text)
+        tide = qa.answer("how often is high tide at the harbour?")
+        cited = next(c for c in tide.citations if c.source == "notes.md")
+        assert cited.section == "Tides", (cited.section, tide.text)

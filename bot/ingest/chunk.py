@@ -51,6 +51,8 @@ def chunk_document(doc: Document, splitter: RecursiveCharacterTextSplitter) -> l
                 page=doc.page_at(start),
                 start=start,
                 end=start + len(text),
+                headings=tuple((at - start, h) for at, h in doc.headings if start < at < start + len(text)),
+                pages=tuple((at - start, p) for at, p in doc.pages if start < at < start + len(text)),
             )
         )
     return chunks

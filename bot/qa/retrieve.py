@@ -76,13 +76,20 @@ class BM25Index:
                 return None
             self = cls.__new__(cls)
             with open(directory / "chunks.jsonl", encoding="utf-8") as f:
-                self.chunks = [Chunk(**json.loads(line)) for line in f]
+                self.chunks = [_chunk(json.loads(line)) for line in f]
             self.doc_freq = json.loads((directory / "doc_freq.json").read_text())
             self.nouns = ProperNouns.from_json(json.loads((directory / "nouns.json").read_text()))
             self.model = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if self.chunks else bm25s.BM25()
             return self
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+
+def _chunk(fields: dict) -> Chunk:
+    """A cached chunk; its headings and pages come back from JSON as lists."""
+    for key in ("headings", "pages"):
+        fields[key] = tuple(tuple(pair) for pair in fields.get(key, ()))
+    return Chunk(**fields)
 
 
 def rrf_fuse(rankings: list[list[str]], weights: list[float], k: int = RRF_K) -> dict[str, float]:

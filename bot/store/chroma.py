@@ -6,6 +6,7 @@ model. A server that goes away or refuses a request is an `IndexProblem` naming 
 """
 from __future__ import annotations
 
+import json
 import re
 from contextlib import contextmanager
 from typing import Iterator
@@ -198,6 +199,9 @@ def chunk_metadata(chunk: Chunk) -> dict:
         meta["section"] = chunk.section
     if chunk.page is not None:
         meta["page"] = chunk.page
+    for key in ("headings", "pages"):  # Chroma metadata holds scalars: JSON text
+        if getattr(chunk, key):
+            meta[key] = json.dumps(getattr(chunk, key), ensure_ascii=False)
     return meta
 
 
@@ -206,4 +210,13 @@ def chunk_from_record(chunk_id: str, text: str, meta: dict) -> Chunk:
         id=chunk_id, text=text, source=meta.get("source", ""), title=meta.get("title", ""),
         section=meta.get("section"), page=meta.get("page"),
         start=int(meta.get("start", 0)), end=int(meta.get("end", 0)),
+        headings=_marks(meta.get("headings")), pages=_marks(meta.get("pages")),
     )
+
+
+def _marks(raw: str | None) -> tuple:
+    """Headings or pages stored as JSON text; () for chunks indexed before they were stored."""
+    try:
+        return tuple(tuple(pair) for pair in json.loads(raw)) if raw else ()
+    except (ValueError, TypeError):
+        return ()

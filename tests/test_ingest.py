@@ -233,3 +233,16 @@ def test_summary_line_counts_in_words():
     one = IngestReport(added=1, chunks_embedded=1, chunks_total=1).summary_line()
     assert "1 file indexed" in one and "1 chunk embedded, 1 in index" in one
     assert "2 chunks embedded" in IngestReport(added=2, chunks_embedded=2, chunks_total=2).summary_line()
+
+
+def test_corpus_reached_through_a_symlinked_folder_keeps_relative_names(tmp_path):
+    """Sources are named relative to the corpus as given, also when that path runs through a
+    symlink (a shared folder linked in): citations say `notes.txt`, not an absolute path."""
+    from bot.ingest.discover import discover
+
+    real = tmp_path / "real" / "corpus"
+    real.mkdir(parents=True)
+    (real / "notes.txt").write_text("Some notes about the harbour.")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    files = discover([tmp_path / "link" / "corpus"], tmp_path / "link" / "corpus", lambda s, r: None)
+    assert [f.source for f in files] == ["notes.txt"]

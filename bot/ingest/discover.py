@@ -53,7 +53,7 @@ def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None
             reason = "permission denied"
         else:
             reason = f"cannot read ({exc.strerror or exc})"
-        on_skip(source_of(path, corpus_abs) + "/", reason)
+        on_skip(source_of(path, corpus) + "/", reason)
 
     def walk_error(exc: OSError) -> None:
         folder_failed(Path(exc.filename) if exc.filename else corpus_abs, exc)
@@ -62,9 +62,9 @@ def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None
         try:
             st = path.stat()
         except OSError as exc:
-            on_skip(source_of(path, corpus_abs), f"cannot read ({exc.strerror or exc})")
+            on_skip(source_of(path, corpus), f"cannot read ({exc.strerror or exc})")
             return
-        source = source_of(path, corpus_abs)
+        source = source_of(path, corpus)
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read, /dev/zero never end it
             on_skip(source, "not a regular file")
             return
@@ -99,17 +99,18 @@ def discover(roots: list[Path], corpus: Path, on_skip: Callable[[str, str], None
     return sorted(found.values(), key=lambda f: f.source)
 
 
-def source_of(path: Path, corpus_abs: Path) -> str:
+def source_of(path: Path, corpus: Path) -> str:
     """The name a file is cited by: its path relative to the corpus (lexically, so a symlinked
-    file keeps its own name), or the absolute path for files outside the corpus."""
+    file keeps its own name; the corpus as given first, then as resolved, so a corpus reached
+    through a symlinked folder still gives relative names), or the absolute path for files
+    outside the corpus."""
     absolute = Path(os.path.abspath(path))
-    try:
-        return absolute.relative_to(corpus_abs).as_posix()
-    except ValueError:
+    for root in (Path(os.path.abspath(corpus)), corpus.resolve()):
         try:
-            return absolute.relative_to(Path(os.path.abspath(corpus_abs))).as_posix()
+            return absolute.relative_to(root).as_posix()
         except ValueError:
-            return absolute.as_posix()
+            pass
+    return absolute.as_posix()
 
 
 def file_sha256(path: Path) -> str:

@@ -257,7 +257,7 @@ class Ingestor:
               unreadable: list[str]) -> list[str]:
         """Known files inside the scanned roots that are no longer there (files under a folder
         that could not be listed are not gone: they are kept as they are)."""
-        prefixes = [source_of(r, self.settings.corpus.resolve()) for r in roots]
+        prefixes = [source_of(r, self.settings.corpus) for r in roots]
         return sorted(s for s in known if s not in present and in_scope(s, prefixes, whole_corpus)
                       and not under_unreadable(s, unreadable))
 

@@ -16,7 +16,8 @@ from bot.config import Settings
 from bot.ingest.discover import can_read, discover, file_sha256
 from bot.ingest.load import LoadError, load_document
 from bot.ingest.manifest import open_manifest
-from bot.ingest.pipeline import IngestReport, ingest
+from bot.ingest.pipeline import ingest
+from bot.ingest.report import IngestReport
 from bot.ingest.status import corpus_changed
 from bot.store.chroma import VectorStore
 from conftest import write_pdf

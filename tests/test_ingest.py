@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from bot.cli.main import cli
 from bot.config import Settings
 from bot.ingest.manifest import open_manifest
-from bot.ingest.pipeline import IngestReport, ingest
+from bot.ingest.pipeline import ingest
+from bot.ingest.report import IngestReport
 from bot.store.chroma import VectorStore
 from conftest import write_pdf
 
@@ -228,7 +229,7 @@ def test_unchanged_reingest_takes_the_stat_only_path(tmp_path):
 
 
 def test_summary_line_counts_in_words():
-    from bot.ingest.pipeline import IngestReport
+    from bot.ingest.report import IngestReport
 
     one = IngestReport(added=1, chunks_embedded=1, chunks_total=1).summary_line()
     assert "1 file indexed" in one and "1 chunk embedded, 1 in index" in one

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from bot.config import Settings
-from bot.ingest.pipeline import IngestReport, ingest
+from bot.ingest.pipeline import ingest
+from bot.ingest.report import IngestReport
 from bot.store.chroma import VectorStore
 from bot.ingest.watch import watch
 from test_crash import check_index, subprocess_env

@@ -193,11 +193,11 @@ class ExtractiveAnswerer:
     def short_answer(self, question: str, query_vector: np.ndarray, sentence: str, asked: str | None = None) -> str | None:
         """The date/number/name the question asks for; among several, the one whose clause is
         closest in meaning to the question ("after 2024", not "on the 26th")."""
-        spans = span_candidates(question_type(asked or question), sentence, question)
+        kind = question_type(asked or question)
+        spans = span_candidates(kind, sentence, question)
         if not spans:
             return None
         if len(spans) > 1:
-            kind = question_type(asked or question)
             clauses = span_contexts(sentence, spans) if kind in ("when", "how_many") else \
                 [clause_around(sentence, span) for span in spans]
             closeness = self.embedder.embed_for_ranking(clauses) @ query_vector

@@ -104,12 +104,12 @@ def question_type(question: str) -> str | None:
     if not found:
         return None
     start, kind = min(found)
-    if head is not None and head.start() < start and not rule_at(question, head.start()):
+    if head is not None and head.start() < start and not _typed_at(question, head.start()):
         return None  # an earlier question word asks for something else
     return kind
 
 
-def rule_at(question: str, position: int) -> bool:
+def _typed_at(question: str, position: int) -> bool:
     """Whether a typed question phrase (when, how many, who, ...) starts at `position`."""
     return any(rule.match(question, position) for _, rule in _TYPE_RULES)
 

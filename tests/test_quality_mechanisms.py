@@ -8,6 +8,7 @@ from bot.qa.entities import ProperNouns, question_names, unmentioned
 from bot.qa.hops import split_two_hop
 from bot.qa.pipeline import QA
 from bot.qa.question import question_type, span_candidates, span_contexts
+from bot.qa.vocabulary import EnglishWords, QueryVocabulary
 from bot.text import split_sentences
 
 PEOPLE = {
@@ -131,3 +132,28 @@ def test_citation_names_the_page_and_section_of_its_sentence(tmp_path, embedder)
         tide = qa.answer("how often is high tide at the harbour?")
         cited = next(c for c in tide.citations if c.source == "notes.md")
         assert cited.section == "Tides", (cited.section, tide.text)
+
+
+def test_typos_of_corpus_words_are_corrected_and_english_words_are_not():
+    english = EnglishWords({"when": 5_000_000, "we": 90_000_000, "the": 70_000_000, "tall": 38_000,
+                            "bridge": 60_000, "open": 300_000, "wen": 336})
+    vocabulary = QueryVocabulary(frozenset({"the", "bridge", "opened", "on", "march", "kron", "designed"}),
+                                 {"bridg": 1, "open": 1, "march": 1, "kron": 1, "design": 1}, english)
+    # a letter left out, two letters swapped, a rare word one slip from a common one ("wen" → "when")
+    assert vocabulary.correct("Wen did teh brige open?") == "When did the bridge open?"
+    # English words and names that no corpus word is one slip from stay as typed
+    assert vocabulary.correct("how tall is kowalczyk") == "how tall is kowalczyk"
+    assert vocabulary.correct("who designd it, kron?") == "who designed it, kron?"
+
+
+def test_a_typo_in_the_question_word_still_gets_a_dated_answer(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "bridge.txt").write_text(
+        "The Kron Bridge opened to traffic on March 3, 1921, after four years of work.\n"
+        "It was designed by Ada Kron, who also planned the river port.\n"
+        "The bridge is 412 metres long and carries two tram lines.\n")
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    answer = QA(settings, embedder=embedder).answer("wen did the kron brige open")
+    assert not answer.refused and answer.lead and "March 3, 1921" in answer.lead, answer.text

@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from bot.qa.vocabulary import edits1
 from bot.text import STOPWORDS, WORD
 
 _IDENTIFIER = re.compile(
@@ -66,8 +67,9 @@ class ProperNouns:
         return cls(data["proper"], data["vocabulary"], data["first"], data["last"])
 
 
-def question_names(question: str, nouns: ProperNouns) -> list[str]:
-    """The identifiers and multi-word names in `question`, as written."""
+def question_names(question: str, nouns: ProperNouns, common=lambda word: False) -> list[str]:
+    """The identifiers and multi-word names in `question`, as written. `common(word)` says that a
+    word is everyday English ("early"): such a word does not complete a name when typed in lower case."""
     found = [m.group(0) for m in _IDENTIFIER.finditer(question)]
     taken = " ".join(found).lower()
     tokens = list(re.finditer(r"[A-Za-z][A-Za-z'’-]*", question))
@@ -86,7 +88,8 @@ def question_names(question: str, nouns: ProperNouns) -> list[str]:
         word, base = m.group(0), bases[i]
         completes = (len(run) == 1 and bases[i - 1] in nouns.first) or \
             (not run and i + 1 < len(bases) and bases[i + 1] in nouns.last)
-        unknown = base not in nouns.vocabulary and len(base) > 2 and not _typo_of_known(base, nouns.vocabulary)
+        unknown = base not in nouns.vocabulary and len(base) > 2 and not _typo_of_known(base, nouns.vocabulary) \
+            and not (word.islower() and common(base))
         name_like = base in nouns.proper or (word[0].isupper() and i > 0) or (completes and unknown)
         if name_like and base not in STOPWORDS:
             run.append(m)
@@ -100,13 +103,7 @@ def question_names(question: str, nouns: ProperNouns) -> list[str]:
 
 def _typo_of_known(word: str, vocabulary: frozenset[str]) -> bool:
     """Whether one edit (delete, transpose, replace, insert) turns `word` into a known word."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
-    edits = {a + b[1:] for a, b in splits if b}
-    edits |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
-    edits |= {a + c + b[1:] for a, b in splits if b for c in letters}
-    edits |= {a + c + b for a, b in splits for c in letters}
-    return not edits.isdisjoint(vocabulary)
+    return not vocabulary.isdisjoint(edits1(word))
 
 
 def _near(a: str, b: str) -> bool:
@@ -144,10 +141,10 @@ def mentioned(name: str, texts: Iterable[str]) -> bool:
     return False
 
 
-def unmentioned(question: str, nouns: ProperNouns, texts: list[str]) -> str | None:
+def unmentioned(question: str, nouns: ProperNouns, texts: list[str], common=lambda word: False) -> str | None:
     """The first name of the question that none of `texts` mentions, if any. A one-word identifier
     (`TypeError`, `max_depth`) is looked up in the whole corpus's words instead."""
-    for name in question_names(question, nouns):
+    for name in question_names(question, nouns, common):
         if _IDENTIFIER.fullmatch(name) and "." not in name:
             if name.rstrip("()").lower() not in nouns.vocabulary:
                 return name

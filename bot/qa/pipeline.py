@@ -27,6 +27,7 @@ from bot.qa.extractive import PASSAGES_SCANNED, ExtractiveAnswerer, chain_answer
 from bot.qa.hops import split_two_hop
 from bot.qa.question import clean_question, strip_chatter
 from bot.qa.retrieve import HybridRetriever
+from bot.qa.vocabulary import EnglishWords, QueryVocabulary
 from bot.schema import Answer, Hit, Turn
 from bot.store.chroma import VectorStore
 
@@ -62,8 +63,10 @@ class _Run:
 class QA:
     """Loads the index, embedder and (optionally) an LLM once; answers many questions."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm_answerer=None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm_answerer=None,
+                 english: EnglishWords | None = None) -> None:
         self.settings = settings
+        self.english = english or EnglishWords()
         if not index_exists(settings):
             raise IndexProblem(f"no index at {settings.index}; run `qabot ingest` first")
         manifest = open_manifest(settings)
@@ -85,7 +88,9 @@ class QA:
     def _build(self, generation) -> None:
         bm25_dir = None if self.settings.chroma_url else self.settings.index / "bm25"
         self.retriever = HybridRetriever(self.store, self.embedder, bm25_dir, generation)
-        self.extractive = ExtractiveAnswerer(self.embedder, self.retriever.bm25.idf)
+        bm25 = self.retriever.bm25
+        self.vocabulary = QueryVocabulary(bm25.nouns.vocabulary, bm25.doc_freq, self.english)
+        self.extractive = ExtractiveAnswerer(self.embedder, bm25.idf)
 
     def refresh(self) -> bool:
         """Pick up a newer index generation (after an ingest); True if it changed."""
@@ -130,7 +135,8 @@ class QA:
         return [h.chunk for h in passages], [h.score for h in passages]
 
     def _start(self, question: str, history, k) -> _Run:
-        run = _Run(strip_chatter(clean_question(question)), list(history or []), k or self.settings.k)
+        asked = self.vocabulary.correct(strip_chatter(clean_question(question)))
+        run = _Run(asked, list(history or []), k or self.settings.k)
         self._condense(run)
         self._retrieve(run)
         return run
@@ -150,7 +156,7 @@ class QA:
         """A refusal naming the question's name (a person, an identifier) that no retrieved
         passage mentions: answering from a passage about someone else would be wrong."""
         texts = [f"{h.chunk.title}\n{h.chunk.section or ''}\n{h.chunk.source}\n{h.chunk.text}" for h in run.hits]
-        missing = unmentioned(run.question, self.retriever.bm25.nouns, texts)
+        missing = unmentioned(run.question, self.retriever.bm25.nouns, texts, self.english.common)
         if missing is None:
             return None
         return refusal(run.question, run.hits, text=f"No document mentions {missing}.")

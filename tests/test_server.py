@@ -113,8 +113,11 @@ def test_ingest_stats_and_answer_through_a_chroma_server(server, iss_corpus, tmp
     second = summary(run(["ingest", "--corpus", str(iss_corpus)], index))  # incremental
     assert second == {"added": 0, "updated": 0, "unchanged": 2, "deleted": 0, "skipped": 0,
                       "embedded": 0, "total": s1["total"]}
-    # Nothing of the collection is stored locally: only the manifest for this server+collection.
-    assert not (index / "chroma").exists() and list(index.glob("manifest-*.sqlite3"))
+    # Nothing of the collection is stored locally, not even its manifest: that is on the server,
+    # so another machine (another --index folder) sees the same index and its state.
+    assert not (index / "chroma").exists() and not list(index.glob("manifest*.sqlite3"))
+    elsewhere = run(["ingest", "--corpus", str(iss_corpus)], tmp_path / "other-machine")
+    assert summary(elsewhere)["unchanged"] == 2 and summary(elsewhere)["embedded"] == 0
 
     info = json.loads(run(["stats", "--json"], index).output)
     assert info["documents"] == 2 and info["chunks"] == s1["total"]
@@ -145,8 +148,8 @@ def test_ask_through_a_chroma_server(server, iss_corpus, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_server_that_lost_its_data_is_repaired_by_the_next_ingest(tmp_path, iss_corpus, embedder):
-    """The manifest is local, the chunks are on the server: if the server comes back empty (new
-    volume, wiped), the count check notices and re-embeds instead of trusting the manifest."""
+    """The manifest and the chunks are both on the server: if the server comes back empty (new
+    volume, wiped), the next ingest embeds everything again instead of trusting anything local."""
     first = ChromaServer(tmp_path / "data-1").start()
     try:
         settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=first.url)
@@ -158,7 +161,7 @@ def test_server_that_lost_its_data_is_repaired_by_the_next_ingest(tmp_path, iss_
     wiped = ChromaServer(tmp_path / "data-2", port=first.port).start()
     try:
         report = ingest(settings, embedder=embedder)
-        assert report.repaired >= 1 and report.chunks_embedded == total == report.chunks_total
+        assert report.added == report.documents >= 1 and report.chunks_embedded == total == report.chunks_total
         check_index(settings)
     finally:
         wiped.stop()

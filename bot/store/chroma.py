@@ -27,7 +27,9 @@ UPSERT_BATCH = 512  # chunks per Chroma write; also the unit of progress and cra
 class VectorStore:
     """The Chroma collection: embedded under `<index>/chroma`, or a Chroma server."""
 
-    def __init__(self, settings: Settings, create: bool = True) -> None:
+    def __init__(self, settings: Settings, create: bool = True, missing_ok: bool = False) -> None:
+        """`create=False`: open an existing collection only; with `missing_ok`, a missing one
+        leaves `collection` None instead of raising."""
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         self.url = settings.chroma_url
         self.database_file = settings.index / "chroma" / CHROMA_DATABASE  # embedded: what can be damaged
@@ -70,7 +72,12 @@ class VectorStore:
                         raise
                     raise IndexProblem(f"cannot open the collection {settings.collection!r}: {one_line(exc)}") from None
             else:
-                self.collection = self.client.get_collection(settings.collection, embedding_function=None)
+                try:
+                    self.collection = self.client.get_collection(settings.collection, embedding_function=None)
+                except chroma_errors.NotFoundError:
+                    if not missing_ok:
+                        raise
+                    self.collection = None
 
     @contextmanager
     def _server_call(self) -> Iterator[None]:

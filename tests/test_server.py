@@ -268,3 +268,40 @@ def test_server_behind_a_token(server, iss_corpus, tmp_path, monkeypatch):
                       "when will Russia leave the ISS?"], index)
         assert answer.exit_code == 0 and "2024" in json.loads(answer.stdout)["answer"]
         assert "s3cret" not in ok.stderr + answer.stderr + answer.stdout
+
+
+def test_bm25_on_a_server_is_cached_and_updated_by_the_changed_files_only(server, iss_corpus, tmp_path, embedder,
+                                                                         monkeypatch):
+    """Start-up in server mode loads the BM25 cache instead of fetching every text; after an
+    ingest it fetches only the chunks of the files whose hash changed."""
+    from bot.ingest.pipeline import ingest
+
+    (iss_corpus / "gateway.md").write_text("# Gateway\n\n" + "The lunar Gateway is a planned station. " * 40)
+    settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=server.url)
+    total = ingest(settings, embedder=embedder).chunks_total
+    first = QA(settings, embedder=embedder)  # no cache yet: every chunk, once
+    assert len(first.retriever.bm25.chunks) == total
+    assert list((tmp_path / "index").glob("bm25-*/sources.json"))
+
+    fetched: list[list[str]] = []
+    original_chunks_of = VectorStore.chunks_of
+
+    def every_chunk(self, include_text=True):
+        raise AssertionError("fetched every chunk of the collection")
+
+    def chunks_of(self, sources):
+        fetched.append(sources)
+        return original_chunks_of(self, sources)
+
+    monkeypatch.setattr(VectorStore, "all_chunks", every_chunk)
+    monkeypatch.setattr(VectorStore, "chunks_of", chunks_of)
+    again = QA(settings, embedder=embedder)  # same generation: the cache as it is
+    assert len(again.retriever.bm25.chunks) == total and not fetched
+
+    (iss_corpus / "gateway.md").write_text("# Gateway\n\nThe Gateway's Xenonthruster module is new. " * 3)
+    ingest(settings, embedder=embedder)
+    assert again.refresh()
+    assert fetched == [["gateway.md"]]
+    hits = again.retriever.bm25.search("xenonthruster", 3)
+    assert hits and hits[0][0].source == "gateway.md"
+    assert len(again.retriever.bm25.chunks) == VectorStore(settings).count()

@@ -187,6 +187,12 @@ def open_manifest_name(settings: Settings) -> str:
     return "manifest.sqlite3" if not settings.chroma_url else f"manifest-{_server_key(settings)}.sqlite3"
 
 
+def bm25_cache_dir(settings: Settings) -> Path:
+    """Where the bot caches its BM25 index: per server and collection when on a server (the
+    cache is the bot machine's own; bot/qa/retrieve.py keys it by the server's manifest)."""
+    return settings.index / ("bm25" if not settings.chroma_url else f"bm25-{_server_key(settings)}")
+
+
 def open_manifest(settings: Settings) -> Manifest | ServerManifest:
     """The index's manifest: the local SQLite file, or the one kept on the Chroma server."""
     if not settings.chroma_url:

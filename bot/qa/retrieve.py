@@ -6,6 +6,11 @@ scales never need calibrating against each other.
 
 The BM25 side is rebuilt from the collection itself and cached on disk keyed by the index's
 generation counter, which every ingest that changes anything bumps: it cannot go stale.
+
+On a Chroma server the cache (in the bot's own --index folder) also remembers each file's hash
+as the server's manifest had it. When the generation has moved on, only the chunks of files
+whose hash changed are fetched from the server (the others come from the cache), instead of
+every text of the collection over HTTP; see benchmarks/scale.py for what each path costs.
 """
 from __future__ import annotations
 
@@ -19,15 +24,18 @@ import numpy as np
 
 from bot.qa.entities import ProperNouns
 from bot.schema import Chunk, Hit
+from bot.store.server_manifest import ServerManifest
 from bot.text import tokenize, tokenize_document
 
 RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
 
 class BM25Index:
-    """bm25s over every chunk in the collection, plus the chunks themselves for lookup."""
+    """bm25s over every chunk in the collection, plus the chunks themselves for lookup.
+    `sources`: on a server, each file's hash these chunks were built from (None when embedded)."""
 
-    def __init__(self, chunks: list[Chunk]) -> None:
+    def __init__(self, chunks: list[Chunk], sources: dict[str, str] | None = None) -> None:
         self.chunks = chunks
+        self.sources = sources
         self.model = bm25s.BM25()
         tokens = [tokenize_document(c.text + "\n" + (c.section or "") + "\n" + c.title) for c in chunks]
         self.doc_freq: dict[str, int] = {}
@@ -66,15 +74,23 @@ class BM25Index:
         (tmp / "doc_freq.json").write_text(json.dumps(self.doc_freq))
         (tmp / "nouns.json").write_text(json.dumps(self.nouns.to_json()))
         (tmp / "generation.json").write_text(json.dumps(generation))
+        if self.sources is not None:
+            (tmp / "sources.json").write_text(json.dumps(self.sources))
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)  # readers see the old cache or the new one, never half of one
 
     @classmethod
-    def load(cls, directory: Path, generation) -> "BM25Index | None":
+    def load(cls, directory: Path, generation, any_generation: bool = False) -> "BM25Index | None":
+        """The cache if it was made at `generation` (with `any_generation`: whatever it was made
+        at, as `self.generation`, for an update); None when there is none or it is unreadable."""
         try:
-            if json.loads((directory / "generation.json").read_text()) != generation:
+            made_at = json.loads((directory / "generation.json").read_text())
+            if made_at != generation and not any_generation:
                 return None
             self = cls.__new__(cls)
+            self.generation = made_at
+            sources = directory / "sources.json"
+            self.sources = json.loads(sources.read_text()) if sources.exists() else None
             with open(directory / "chunks.jsonl", encoding="utf-8") as f:
                 self.chunks = [_chunk(json.loads(line)) for line in f]
             self.doc_freq = json.loads((directory / "doc_freq.json").read_text())
@@ -118,13 +134,34 @@ class HybridRetriever:
             cached = BM25Index.load(bm25_dir, generation)
             if cached is not None and len(cached.chunks) == self.store.count():
                 return cached
-        index = BM25Index(self.store.all_chunks())
+        if getattr(self.store, "url", None):  # a Chroma server
+            index = self._server_bm25(bm25_dir)
+        else:
+            index = BM25Index(self.store.all_chunks())
         if bm25_dir is not None:
             try:
                 index.save(bm25_dir, generation)
             except OSError:
                 pass  # a read-only index still answers; it just rebuilds next time
         return index
+
+    def _server_bm25(self, bm25_dir) -> BM25Index:
+        """BM25 over a server's collection: the cache updated with the files whose hash changed
+        (fetched by source), or, without a cache, every chunk. The manifest is read before the
+        chunks: a file changed in between is fetched again next time, never kept stale."""
+        manifest = ServerManifest(self.store, self.store.collection.name)
+        files = {s: r["sha256"] for s, r in manifest.files().items() if r["state"] == "done"}
+        cached = BM25Index.load(bm25_dir, None, any_generation=True) if bm25_dir is not None else None
+        if cached is None or cached.sources is None:
+            return BM25Index(self.store.all_chunks(), files)
+        # A file being re-ingested (not `done`) keeps its cached chunks until it is done.
+        pending = {s for s in manifest.files() if s not in files}
+        stale = {s for s, sha in files.items() if cached.sources.get(s) != sha}
+        gone = {s for s in cached.sources if s not in files and s not in pending}
+        kept = [c for c in cached.chunks if c.source not in stale | gone]
+        sources = {s: sha for s, sha in cached.sources.items() if s not in stale | gone}
+        sources.update((s, files[s]) for s in stale)
+        return BM25Index(kept + self.store.chunks_of(sorted(stale)), sources)
 
     def retrieve(self, query: str, k: int, timings: dict | None = None) -> tuple[list[Hit], np.ndarray]:
         """The top-k fused hits and the query vector (the answerer reuses it)."""

@@ -140,6 +140,23 @@ class VectorStore:
             out.extend(chunk_from_record(i, d or "", m) for i, d, m in zip(got["ids"], docs, got["metadatas"]))
         return out
 
+    def chunks_of(self, sources: list[str]) -> list[Chunk]:
+        """Every chunk of these sources, with its text (what a BM25 update fetches)."""
+        out: list[Chunk] = []
+        for i in range(0, len(sources), 100):
+            where = {"source": {"$in": sources[i:i + 100]}}
+            offset = 0
+            while True:
+                with self._server_call():
+                    got = self.collection.get(where=where, include=["metadatas", "documents"],
+                                              limit=5000, offset=offset)
+                out.extend(chunk_from_record(chunk_id, d or "", m)
+                           for chunk_id, d, m in zip(got["ids"], got["documents"], got["metadatas"]))
+                if len(got["ids"]) < 5000:
+                    break
+                offset += 5000
+        return out
+
     def query(self, vector, k: int) -> list[tuple[Chunk, float]]:
         """Top-k chunks by cosine similarity (1 - Chroma's cosine distance). Chroma returns
         fewer when the collection holds fewer (no count() first: that was 2 ms a question)."""

@@ -145,3 +145,51 @@ def test_a_lease_from_another_machine_blocks_until_it_expires(server, tmp_path):
     assert waits and time.monotonic() - started >= 1.5
     overlapping.release()
     assert not manifest._records({"kind": "lease"})  # the expired claim was cleaned up, mine released
+
+
+def _prose_chunks(n_files: int, seed: int, tag: str = "") -> list:
+    from bot.ingest.chunk import chunk_document, make_splitter
+    from bot.ingest.load import Document
+
+    import random
+
+    from test_crash import WORDS
+
+    rng = random.Random(seed)
+    splitter = make_splitter(300, 0)
+    names = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Mount Kenya"]
+    chunks = []
+    for i in range(n_files):
+        text = " ".join(" ".join(rng.choice(WORDS) for _ in range(40)).capitalize() + f" met {rng.choice(names)}{tag}."
+                        for _ in range(8))
+        chunks += chunk_document(Document(source=f"f{i}.md", title=f"File {i}", text=text), splitter)
+    return chunks
+
+
+def test_incremental_bm25_scores_as_bm25s_and_an_update_equals_a_fresh_build(tmp_path):
+    """The server-mode BM25 (updated file by file) ranks and weighs words exactly as the embedded
+    mode's bm25s index over the same chunks, also after files changed and went away."""
+    from bot.qa.bm25_incremental import IncrementalBM25
+    from bot.qa.retrieve import BM25Index
+
+    chunks = _prose_chunks(6, seed=1)
+    incremental = IncrementalBM25(chunks, {f"f{i}.md": "v1" for i in range(6)})
+    incremental.save(tmp_path / "bm25", "g1")
+    loaded = IncrementalBM25.load(tmp_path / "bm25")
+    assert loaded.generation == "g1" and len(loaded.chunks) == len(chunks)
+
+    # f1 changed (new words, a new name), f4 deleted: update the loaded cache.
+    changed = [c for c in _prose_chunks(6, seed=9, tag=" Xenonthruster") if c.source == "f1.md"]
+    kept = [c for c in chunks if c.source not in ("f1.md", "f4.md")]
+    loaded.update({"f1.md", "f4.md"}, changed, {"f1.md": "v2"})
+    for index, corpus in ((incremental, chunks), (loaded, kept + changed)):
+        reference = BM25Index(corpus)
+        for query in ("grace hopper met", "xenonthruster lovelace", "kenya kenya mount", "nothing-here"):
+            got = [(c.id, round(s, 4)) for c, s in index.search(query, 10)]
+            want = [(c.id, round(s, 4)) for c, s in reference.search(query, 10)]
+            assert got == want, query
+        for term in ("grace", "xenonthruster", "unseen"):
+            assert index.idf(term) == pytest.approx(reference.idf(term))
+        assert index.nouns.to_json() == reference.nouns.to_json()
+    assert loaded.search("xenonthruster", 3)[0][0].source == "f1.md"
+    assert not any(c.source == "f4.md" for c in loaded.chunks)

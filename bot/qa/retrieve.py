@@ -7,10 +7,10 @@ scales never need calibrating against each other.
 The BM25 side is rebuilt from the collection itself and cached on disk keyed by the index's
 generation counter, which every ingest that changes anything bumps: it cannot go stale.
 
-On a Chroma server the cache (in the bot's own --index folder) also remembers each file's hash
-as the server's manifest had it. When the generation has moved on, only the chunks of files
-whose hash changed are fetched from the server (the others come from the cache), instead of
-every text of the collection over HTTP; see benchmarks/scale.py for what each path costs.
+On a Chroma server the BM25 side is an IncrementalBM25 (bm25_incremental.py), cached in the
+bot's own --index folder with each file's hash as the server's manifest had it: when the
+generation has moved on, only the chunks of files whose hash changed are fetched from the
+server and tokenized, instead of every text of the collection (benchmarks/scale.py measures it).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from bot.qa.bm25_incremental import IncrementalBM25, cached_chunk
 from bot.qa.entities import ProperNouns
 from bot.schema import Chunk, Hit
 from bot.store.server_manifest import ServerManifest
@@ -30,12 +31,10 @@ from bot.text import tokenize, tokenize_document
 RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
 
 class BM25Index:
-    """bm25s over every chunk in the collection, plus the chunks themselves for lookup.
-    `sources`: on a server, each file's hash these chunks were built from (None when embedded)."""
+    """bm25s over every chunk in the collection, plus the chunks themselves for lookup."""
 
-    def __init__(self, chunks: list[Chunk], sources: dict[str, str] | None = None) -> None:
+    def __init__(self, chunks: list[Chunk]) -> None:
         self.chunks = chunks
-        self.sources = sources
         self.model = bm25s.BM25()
         tokens = [tokenize_document(c.text + "\n" + (c.section or "") + "\n" + c.title) for c in chunks]
         self.doc_freq: dict[str, int] = {}
@@ -74,38 +73,23 @@ class BM25Index:
         (tmp / "doc_freq.json").write_text(json.dumps(self.doc_freq))
         (tmp / "nouns.json").write_text(json.dumps(self.nouns.to_json()))
         (tmp / "generation.json").write_text(json.dumps(generation))
-        if self.sources is not None:
-            (tmp / "sources.json").write_text(json.dumps(self.sources))
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)  # readers see the old cache or the new one, never half of one
 
     @classmethod
-    def load(cls, directory: Path, generation, any_generation: bool = False) -> "BM25Index | None":
-        """The cache if it was made at `generation` (with `any_generation`: whatever it was made
-        at, as `self.generation`, for an update); None when there is none or it is unreadable."""
+    def load(cls, directory: Path, generation) -> "BM25Index | None":
         try:
-            made_at = json.loads((directory / "generation.json").read_text())
-            if made_at != generation and not any_generation:
+            if json.loads((directory / "generation.json").read_text()) != generation:
                 return None
             self = cls.__new__(cls)
-            self.generation = made_at
-            sources = directory / "sources.json"
-            self.sources = json.loads(sources.read_text()) if sources.exists() else None
             with open(directory / "chunks.jsonl", encoding="utf-8") as f:
-                self.chunks = [_chunk(json.loads(line)) for line in f]
+                self.chunks = [cached_chunk(json.loads(line)) for line in f]
             self.doc_freq = json.loads((directory / "doc_freq.json").read_text())
             self.nouns = ProperNouns.from_json(json.loads((directory / "nouns.json").read_text()))
             self.model = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if self.chunks else bm25s.BM25()
             return self
         except (OSError, ValueError, KeyError, TypeError):
             return None
-
-
-def _chunk(fields: dict) -> Chunk:
-    """A cached chunk; its headings and pages come back from JSON as lists."""
-    for key in ("headings", "pages"):
-        fields[key] = tuple(tuple(pair) for pair in fields.get(key, ()))
-    return Chunk(**fields)
 
 
 def rrf_fuse(rankings: list[list[str]], weights: list[float], k: int = RRF_K) -> dict[str, float]:
@@ -129,15 +113,14 @@ class HybridRetriever:
         self.bm25_weight = bm25_weight
         self.bm25 = self._load_bm25(bm25_dir, generation)
 
-    def _load_bm25(self, bm25_dir, generation) -> BM25Index:
+    def _load_bm25(self, bm25_dir, generation) -> BM25Index | IncrementalBM25:
+        if getattr(self.store, "url", None):  # a Chroma server
+            return self._server_bm25(bm25_dir, generation)
         if bm25_dir is not None:
             cached = BM25Index.load(bm25_dir, generation)
             if cached is not None and len(cached.chunks) == self.store.count():
                 return cached
-        if getattr(self.store, "url", None):  # a Chroma server
-            index = self._server_bm25(bm25_dir)
-        else:
-            index = BM25Index(self.store.all_chunks())
+        index = BM25Index(self.store.all_chunks())
         if bm25_dir is not None:
             try:
                 index.save(bm25_dir, generation)
@@ -145,23 +128,32 @@ class HybridRetriever:
                 pass  # a read-only index still answers; it just rebuilds next time
         return index
 
-    def _server_bm25(self, bm25_dir) -> BM25Index:
-        """BM25 over a server's collection: the cache updated with the files whose hash changed
-        (fetched by source), or, without a cache, every chunk. The manifest is read before the
-        chunks: a file changed in between is fetched again next time, never kept stale."""
-        manifest = ServerManifest(self.store, self.store.collection.name)
-        files = {s: r["sha256"] for s, r in manifest.files().items() if r["state"] == "done"}
-        cached = BM25Index.load(bm25_dir, None, any_generation=True) if bm25_dir is not None else None
-        if cached is None or cached.sources is None:
-            return BM25Index(self.store.all_chunks(), files)
-        # A file being re-ingested (not `done`) keeps its cached chunks until it is done.
-        pending = {s for s in manifest.files() if s not in files}
-        stale = {s for s, sha in files.items() if cached.sources.get(s) != sha}
-        gone = {s for s in cached.sources if s not in files and s not in pending}
-        kept = [c for c in cached.chunks if c.source not in stale | gone]
-        sources = {s: sha for s, sha in cached.sources.items() if s not in stale | gone}
-        sources.update((s, files[s]) for s in stale)
-        return BM25Index(kept + self.store.chunks_of(sorted(stale)), sources)
+    def _server_bm25(self, bm25_dir, generation) -> IncrementalBM25:
+        """BM25 over a server's collection: the cache as it is at the same generation, else the
+        cache updated with the files whose hash changed (only their chunks are fetched and
+        tokenized), else built from every chunk. The manifest is read before the chunks: a file
+        changed in between is fetched again next time, never kept stale."""
+        cached = IncrementalBM25.load(bm25_dir) if bm25_dir is not None else None
+        if cached is not None and cached.generation == generation and len(cached.chunks) == self.store.count():
+            return cached
+        rows = ServerManifest(self.store, self.store.collection.name).files()
+        files = {s: r["sha256"] for s, r in rows.items() if r["state"] == "done"}
+        if cached is None:
+            index = IncrementalBM25(self.store.all_chunks(), files)
+        else:
+            # A file being re-ingested (not `done`) keeps its cached chunks until it is done.
+            stale = {s for s, sha in files.items() if cached.sources.get(s) != sha}
+            gone = {s for s in cached.sources if s not in rows}
+            sources = {s: sha for s, sha in cached.sources.items() if s not in stale | gone}
+            sources.update((s, files[s]) for s in stale)
+            cached.update(stale | gone, self.store.chunks_of(sorted(stale)), sources)
+            index = cached
+        if bm25_dir is not None:
+            try:
+                index.save(bm25_dir, generation)
+            except OSError:
+                pass  # a read-only folder still answers; it just updates again next time
+        return index
 
     def retrieve(self, query: str, k: int, timings: dict | None = None) -> tuple[list[Hit], np.ndarray]:
         """The top-k fused hits and the query vector (the answerer reuses it)."""

@@ -113,8 +113,11 @@ def test_ingest_stats_and_answer_through_a_chroma_server(server, iss_corpus, tmp
     second = summary(run(["ingest", "--corpus", str(iss_corpus)], index))  # incremental
     assert second == {"added": 0, "updated": 0, "unchanged": 2, "deleted": 0, "skipped": 0,
                       "embedded": 0, "total": s1["total"]}
-    # Nothing of the collection is stored locally: only the manifest for this server+collection.
-    assert not (index / "chroma").exists() and list(index.glob("manifest-*.sqlite3"))
+    # Nothing of the collection is stored locally, not even its manifest: that is on the server,
+    # so another machine (another --index folder) sees the same index and its state.
+    assert not (index / "chroma").exists() and not list(index.glob("manifest*.sqlite3"))
+    elsewhere = run(["ingest", "--corpus", str(iss_corpus)], tmp_path / "other-machine")
+    assert summary(elsewhere)["unchanged"] == 2 and summary(elsewhere)["embedded"] == 0
 
     info = json.loads(run(["stats", "--json"], index).output)
     assert info["documents"] == 2 and info["chunks"] == s1["total"]
@@ -145,8 +148,8 @@ def test_ask_through_a_chroma_server(server, iss_corpus, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_server_that_lost_its_data_is_repaired_by_the_next_ingest(tmp_path, iss_corpus, embedder):
-    """The manifest is local, the chunks are on the server: if the server comes back empty (new
-    volume, wiped), the count check notices and re-embeds instead of trusting the manifest."""
+    """The manifest and the chunks are both on the server: if the server comes back empty (new
+    volume, wiped), the next ingest embeds everything again instead of trusting anything local."""
     first = ChromaServer(tmp_path / "data-1").start()
     try:
         settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=first.url)
@@ -158,7 +161,7 @@ def test_server_that_lost_its_data_is_repaired_by_the_next_ingest(tmp_path, iss_
     wiped = ChromaServer(tmp_path / "data-2", port=first.port).start()
     try:
         report = ingest(settings, embedder=embedder)
-        assert report.repaired >= 1 and report.chunks_embedded == total == report.chunks_total
+        assert report.added == report.documents >= 1 and report.chunks_embedded == total == report.chunks_total
         check_index(settings)
     finally:
         wiped.stop()
@@ -265,3 +268,40 @@ def test_server_behind_a_token(server, iss_corpus, tmp_path, monkeypatch):
                       "when will Russia leave the ISS?"], index)
         assert answer.exit_code == 0 and "2024" in json.loads(answer.stdout)["answer"]
         assert "s3cret" not in ok.stderr + answer.stderr + answer.stdout
+
+
+def test_bm25_on_a_server_is_cached_and_updated_by_the_changed_files_only(server, iss_corpus, tmp_path, embedder,
+                                                                         monkeypatch):
+    """Start-up in server mode loads the BM25 cache instead of fetching every text; after an
+    ingest it fetches only the chunks of the files whose hash changed."""
+    from bot.ingest.pipeline import ingest
+
+    (iss_corpus / "gateway.md").write_text("# Gateway\n\n" + "The lunar Gateway is a planned station. " * 40)
+    settings = Settings(corpus=iss_corpus, index=tmp_path / "index", chroma_url=server.url)
+    total = ingest(settings, embedder=embedder).chunks_total
+    first = QA(settings, embedder=embedder)  # no cache yet: every chunk, once
+    assert len(first.retriever.bm25.chunks) == total
+    assert list((tmp_path / "index").glob("bm25-*/sources.json"))
+
+    fetched: list[list[str]] = []
+    original_chunks_of = VectorStore.chunks_of
+
+    def every_chunk(self, include_text=True):
+        raise AssertionError("fetched every chunk of the collection")
+
+    def chunks_of(self, sources):
+        fetched.append(sources)
+        return original_chunks_of(self, sources)
+
+    monkeypatch.setattr(VectorStore, "all_chunks", every_chunk)
+    monkeypatch.setattr(VectorStore, "chunks_of", chunks_of)
+    again = QA(settings, embedder=embedder)  # same generation: the cache as it is
+    assert len(again.retriever.bm25.chunks) == total and not fetched
+
+    (iss_corpus / "gateway.md").write_text("# Gateway\n\nThe Gateway's Xenonthruster module is new. " * 3)
+    ingest(settings, embedder=embedder)
+    assert again.refresh()
+    assert fetched == [["gateway.md"]]
+    hits = again.retriever.bm25.search("xenonthruster", 3)
+    assert hits and hits[0][0].source == "gateway.md"
+    assert len(again.retriever.bm25.chunks) == VectorStore(settings).count()

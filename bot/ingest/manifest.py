@@ -1,6 +1,9 @@
 """The manifest: per-file state of an index (content hash, chunk count, `pending`/`done`) and the
 index-wide settings (embedding model and precision, chunking, generation), in
 `<index>/manifest.sqlite3`; and the lock that lets one ingest at a time write an index.
+
+On a Chroma server the manifest is kept on the server instead (bot/store/server_manifest.py),
+so that every machine sees the same one and several may ingest; `open_manifest` picks by mode.
 """
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ from filelock import FileLock, Timeout
 from bot.config import Settings
 from bot.embed import MODEL_NAME, resolve_precision
 from bot.errors import IndexProblem, damaged, one_line
-from bot.ingest.discover import SkipRecord
+from bot.ingest.discover import SkipRecord, source_of
+from bot.store.chroma import VectorStore
+from bot.store.server_manifest import ServerManifest
 
 # SQLite's primary result codes for a file that is not (or no longer) a database.
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
@@ -54,6 +59,8 @@ def _translated(method):
 class Manifest:
     """Per-file state and index-wide settings, in `<index>/manifest.sqlite3`. Any SQLite failure
     (a damaged or locked file) is a one-line `IndexProblem` naming the file."""
+
+    shared = False  # one writer at a time (`ingest_lock`), so a run may repair every row
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -167,17 +174,68 @@ class Manifest:
     def bump_generation(self) -> None:
         self.put("generation", self.get("generation", 0) + 1)
 
+    def lock(self, scopes: list[str], on_wait: Callable[[], None] | None = None) -> None:
+        """Nothing more to hold: `ingest_lock` already lets one ingest at a time write this file."""
+
     def close(self) -> None:
         self.db.close()
 
 
 def open_manifest_name(settings: Settings) -> str:
-    # A server's collection gets its own manifest, so one index dir can serve several servers.
+    # Before the manifest moved onto the server, a server's collection had its own local file
+    # (`manifest-<key>.sqlite3`); it is read once, to carry its rows over (`_carry_over`).
     return "manifest.sqlite3" if not settings.chroma_url else f"manifest-{_server_key(settings)}.sqlite3"
 
 
-def open_manifest(settings: Settings) -> Manifest:
-    return Manifest(settings.index / open_manifest_name(settings))
+def bm25_cache_dir(settings: Settings) -> Path:
+    """Where the bot caches its BM25 index: per server and collection when on a server (the
+    cache is the bot machine's own; bot/qa/retrieve.py keys it by the server's manifest)."""
+    return settings.index / ("bm25" if not settings.chroma_url else f"bm25-{_server_key(settings)}")
+
+
+def open_manifest(settings: Settings) -> Manifest | ServerManifest:
+    """The index's manifest: the local SQLite file, or the one kept on the Chroma server."""
+    if not settings.chroma_url:
+        return Manifest(settings.index / open_manifest_name(settings))
+    manifest = ServerManifest(VectorStore(settings), settings.collection)
+    legacy = settings.index / open_manifest_name(settings)
+    if legacy.exists() and manifest.get("embedding") is None:
+        _carry_over(Manifest(legacy), manifest)
+    return manifest
+
+
+def manifest_on_server(settings: Settings) -> bool:
+    """Whether the Chroma server holds a manifest for the collection (any ingest has started),
+    without creating anything there."""
+    store = VectorStore(settings, create=False, missing_ok=True)
+    return store.collection is not None and ServerManifest.exists(store, settings.collection)
+
+
+def _carry_over(local: Manifest, server: ServerManifest) -> None:
+    """Copy a local manifest of a server's collection (made before the manifest moved onto the
+    server) into the server's: its `done` rows, skip records and settings; then the local file
+    is no longer read. Rows not `done` are left out: the next ingest repairs what they covered."""
+    try:
+        for source, row in local.files().items():
+            if row["state"] == "done":
+                server.set_file(source, row["sha256"], row["size"], row["mtime_ns"], row["n_chunks"], "done",
+                                row["title"] or "")
+        for source, skip in local.skipped().items():
+            server.set_skipped(source, skip.size, skip.mtime_ns, skip.reason)
+        for key, value in local.db.execute("SELECT key, value FROM meta").fetchall():
+            if key != "embedding":
+                server.put(key, json.loads(value))
+        if local.get("embedding") is not None:
+            server.put("embedding", local.get("embedding"))  # last: it marks the carry-over as done
+    finally:
+        local.close()
+
+
+def lease_scopes(settings: Settings, roots: list[Path], everything: bool) -> list[str]:
+    """What an ingest of `roots` writes, as source prefixes ("" is the whole corpus)."""
+    if everything or roots == [settings.corpus]:
+        return [""]
+    return [source_of(r, settings.corpus) for r in roots]
 
 
 def _server_key(settings: Settings) -> str:

@@ -24,7 +24,8 @@ embedded.
 
 Crash safety: see bot/ingest/repair.py; tests/test_crash.py fails an ingest before each of its
 writes, and SIGKILLs real ones. Concurrency: one ingest at a time per index (a file lock; the
-second waits). Readers (the bot, `ask`, a second client) keep working during an ingest and see
+second waits); on a Chroma server, where the manifest is shared, ingests of disjoint folders run
+at once and overlapping ones take turns (a lease, bot/store/server_manifest.py). Readers (the bot, `ask`, a second client) keep working during an ingest and see
 each file's old or new chunks, never none: a changed file's chunks are overwritten in place,
 then the surplus is deleted.
 """
@@ -44,7 +45,8 @@ from bot.ingest.chunk import chunk_document, make_splitter
 from bot.ingest.discover import (CorpusFile, Readable, can_read, discover, file_sha256, in_scope, source_of,
                                  still_bad, under_unreadable)
 from bot.ingest.load import MAX_FILE_BYTES, Document, LoadError, load_document, too_large
-from bot.ingest.manifest import Manifest, corpus_key, embedding_settings_check, ingest_lock, open_manifest
+from bot.ingest.manifest import (Manifest, corpus_key, embedding_settings_check, ingest_lock, lease_scopes,
+                                 open_manifest)
 from bot.ingest.repair import drop_index, repair
 from bot.ingest.report import ConfirmFn, IngestReport, Progress, Removal, sweeping
 from bot.ingest.status import index_exists, nothing_to_do
@@ -139,7 +141,9 @@ class Ingestor:
         if stored < expected:  # e.g. the vector store's database was deleted
             self.notice(f"the vector store lacks {expected - stored} of the index's {expected} chunks; "
                         "embedding them again")
-        self.report.repaired = repair(manifest, self.store, manifest.files())
+        prefixes = [source_of(r, corpus) for r in roots]
+        owned = (lambda s: in_scope(s, prefixes, whole_corpus)) if manifest.shared else None
+        self.report.repaired = repair(manifest, self.store, manifest.files(), owned)
         self.known, self.skips = manifest.files(), manifest.skipped()
         self._forget_gone(present, roots, whole_corpus, unreadable)
 
@@ -399,10 +403,14 @@ def ingest(
         _report_unchanged(settings, report, skip, readable=readable, open_manifest=open_manifest)
     else:
         with ingest_lock(settings.index, on_wait):
-            if rebuild:
+            if rebuild and not settings.chroma_url:
                 drop_index(settings)
             manifest = open_manifest(settings)
             try:
+                # On a server: a lease on the folders this run writes, which other machines see.
+                manifest.lock(lease_scopes(settings, roots, everything=rebuild), on_wait)
+                if rebuild and settings.chroma_url:
+                    drop_index(settings)
                 store = open_store(settings)
                 precision = embedding_settings_check(manifest, settings)
                 if embedder is None:

@@ -10,6 +10,7 @@ import logging
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Callable
 
 from bot.config import Settings
 from bot.errors import IndexDamaged, IndexProblem, damaged, describe, one_line
@@ -20,19 +21,30 @@ from bot.store.chroma import CHROMA_DATABASE, VectorStore, damage_reason, forget
 log = logging.getLogger(__name__)
 
 
-def repair(manifest: Manifest, store: VectorStore, known: dict) -> int:
-    """Undo what an interrupted run left: rows not `done`, and chunks the manifest can't explain."""
+def repair(manifest: Manifest, store: VectorStore, known: dict, owned: Callable[[str], bool] | None = None) -> int:
+    """Undo what an interrupted run left: rows not `done`, and chunks the manifest can't explain.
+
+    `owned`: which sources this run may repair (None: all). A manifest on a Chroma server is
+    written by several ingesters at once, each under a lease on its folders: a row `pending` in
+    someone else's folder is their work in progress, not a crash, so only owned ones are redone."""
+    owned = owned or (lambda source: True)
     repaired = 0
     for source, row in known.items():
-        if row["state"] != "done":
+        if row["state"] != "done" and owned(source):
             store.delete_source(source)
             manifest.remove(source)  # re-added as new by this run if the file still exists
             repaired += 1
     if store.count() != manifest.expected_chunks():
-        expected = {s: r["n_chunks"] for s, r in manifest.files().items()}
+        chunks = store.all_chunks(include_text=False)
+        # The manifest read *after* the scan: another ingester marks a file pending before it
+        # writes its chunks, so every chunk seen in the scan has its row by now.
+        rows = manifest.files()
+        expected = {s: r["n_chunks"] for s, r in rows.items()}
         by_source: dict[str, list[str]] = {}
         stray: list[str] = []
-        for chunk in store.all_chunks(include_text=False):
+        for chunk in chunks:
+            if not owned(chunk.source):
+                continue
             n = expected.get(chunk.source)
             index = int(chunk.id.rsplit("-", 1)[-1]) if "-" in chunk.id else -1
             if n is None or index >= n or not chunk.id.startswith(source_key(chunk.source)):
@@ -41,8 +53,8 @@ def repair(manifest: Manifest, store: VectorStore, known: dict) -> int:
                 by_source.setdefault(chunk.source, []).append(chunk.id)
         store.delete_ids(stray)
         for source, n in expected.items():
-            if len(by_source.get(source, [])) != n:  # chunks missing: re-embed this file
-                store.delete_source(source)
+            if owned(source) and rows[source]["state"] == "done" and len(by_source.get(source, [])) != n:
+                store.delete_source(source)  # chunks missing: re-embed this file
                 manifest.remove(source)
                 repaired += 1
         repaired += 1 if stray else 0

@@ -10,13 +10,15 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.ingest.discover import Readable, can_read, discover, loadable, still_bad, under_unreadable
-from bot.ingest.manifest import corpus_key, open_manifest, open_manifest_name
+from bot.ingest.manifest import corpus_key, manifest_on_server, open_manifest, open_manifest_name
 from bot.store.chroma import CHROMA_DATABASE, VectorStore
 
 
 def index_exists(settings: Settings) -> bool:
     manifest = settings.index / open_manifest_name(settings)
-    return manifest.exists() and (bool(settings.chroma_url) or (settings.index / "chroma").exists())
+    if settings.chroma_url:  # the manifest is on the server (or still in a local file from before)
+        return manifest.exists() or manifest_on_server(settings)
+    return manifest.exists() and (settings.index / "chroma").exists()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 from bot.config import Settings
 from bot.embed import Embedder
 from bot.errors import IndexProblem
-from bot.ingest.manifest import embedding_settings_check, open_manifest
+from bot.ingest.manifest import bm25_cache_dir, embedding_settings_check, open_manifest
 from bot.ingest.status import index_exists
 from bot.qa.condense import condense
 from bot.qa.entities import unmentioned
@@ -86,10 +86,9 @@ class QA:
         self._build(generation)
 
     def _build(self, generation) -> None:
-        bm25_dir = None if self.settings.chroma_url else self.settings.index / "bm25"
-        self.retriever = HybridRetriever(self.store, self.embedder, bm25_dir, generation)
+        self.retriever = HybridRetriever(self.store, self.embedder, bm25_cache_dir(self.settings), generation)
         bm25 = self.retriever.bm25
-        self.vocabulary = QueryVocabulary(bm25.nouns.vocabulary, bm25.doc_freq, self.english)
+        self.vocabulary = QueryVocabulary(bm25.nouns.vocabulary, bm25.has_term, self.english)
         self.extractive = ExtractiveAnswerer(self.embedder, bm25.idf)
 
     def refresh(self) -> bool:

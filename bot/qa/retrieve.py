@@ -6,6 +6,11 @@ scales never need calibrating against each other.
 
 The BM25 side is rebuilt from the collection itself and cached on disk keyed by the index's
 generation counter, which every ingest that changes anything bumps: it cannot go stale.
+
+On a Chroma server the BM25 side is an IncrementalBM25 (bm25_incremental.py), cached in the
+bot's own --index folder with each file's hash as the server's manifest had it: when the
+generation has moved on, only the chunks of files whose hash changed are fetched from the
+server and tokenized, instead of every text of the collection (benchmarks/scale.py measures it).
 """
 from __future__ import annotations
 
@@ -17,8 +22,10 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from bot.qa.bm25_incremental import IncrementalBM25, cached_chunk
 from bot.qa.entities import ProperNouns
 from bot.schema import Chunk, Hit
+from bot.store.server_manifest import ServerManifest
 from bot.text import tokenize, tokenize_document
 
 RRF_K = 60  # the constant from Cormack et al.; damps the head of each ranking
@@ -37,6 +44,9 @@ class BM25Index:
         if chunks:
             self.model.index(tokens, show_progress=False)
         self.nouns = ProperNouns.from_texts(f"{c.title}\n{c.section or ''}\n{c.text}" for c in chunks)
+
+    def has_term(self, term: str) -> bool:
+        return term in self.doc_freq
 
     def idf(self, term: str) -> float:
         """Inverse document frequency; a term the corpus never uses counts as rarest of all."""
@@ -76,20 +86,13 @@ class BM25Index:
                 return None
             self = cls.__new__(cls)
             with open(directory / "chunks.jsonl", encoding="utf-8") as f:
-                self.chunks = [_chunk(json.loads(line)) for line in f]
+                self.chunks = [cached_chunk(json.loads(line)) for line in f]
             self.doc_freq = json.loads((directory / "doc_freq.json").read_text())
             self.nouns = ProperNouns.from_json(json.loads((directory / "nouns.json").read_text()))
             self.model = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if self.chunks else bm25s.BM25()
             return self
         except (OSError, ValueError, KeyError, TypeError):
             return None
-
-
-def _chunk(fields: dict) -> Chunk:
-    """A cached chunk; its headings and pages come back from JSON as lists."""
-    for key in ("headings", "pages"):
-        fields[key] = tuple(tuple(pair) for pair in fields.get(key, ()))
-    return Chunk(**fields)
 
 
 def rrf_fuse(rankings: list[list[str]], weights: list[float], k: int = RRF_K) -> dict[str, float]:
@@ -113,7 +116,9 @@ class HybridRetriever:
         self.bm25_weight = bm25_weight
         self.bm25 = self._load_bm25(bm25_dir, generation)
 
-    def _load_bm25(self, bm25_dir, generation) -> BM25Index:
+    def _load_bm25(self, bm25_dir, generation) -> BM25Index | IncrementalBM25:
+        if getattr(self.store, "url", None):  # a Chroma server
+            return self._server_bm25(bm25_dir, generation)
         if bm25_dir is not None:
             cached = BM25Index.load(bm25_dir, generation)
             if cached is not None and len(cached.chunks) == self.store.count():
@@ -124,6 +129,33 @@ class HybridRetriever:
                 index.save(bm25_dir, generation)
             except OSError:
                 pass  # a read-only index still answers; it just rebuilds next time
+        return index
+
+    def _server_bm25(self, bm25_dir, generation) -> IncrementalBM25:
+        """BM25 over a server's collection: the cache as it is at the same generation, else the
+        cache updated with the files whose hash changed (only their chunks are fetched and
+        tokenized), else built from every chunk. The manifest is read before the chunks: a file
+        changed in between is fetched again next time, never kept stale."""
+        cached = IncrementalBM25.load(bm25_dir) if bm25_dir is not None else None
+        if cached is not None and cached.generation == generation and len(cached.chunks) == self.store.count():
+            return cached
+        rows = ServerManifest(self.store, self.store.collection.name).files()
+        files = {s: r["sha256"] for s, r in rows.items() if r["state"] == "done"}
+        if cached is None:
+            index = IncrementalBM25(self.store.all_chunks(), files)
+        else:
+            # A file being re-ingested (not `done`) keeps its cached chunks until it is done.
+            stale = {s for s, sha in files.items() if cached.sources.get(s) != sha}
+            gone = {s for s in cached.sources if s not in rows}
+            sources = {s: sha for s, sha in cached.sources.items() if s not in stale | gone}
+            sources.update((s, files[s]) for s in stale)
+            cached.update(stale | gone, self.store.chunks_of(sorted(stale)), sources)
+            index = cached
+        if bm25_dir is not None:
+            try:
+                index.save(bm25_dir, generation)
+            except OSError:
+                pass  # a read-only folder still answers; it just updates again next time
         return index
 
     def retrieve(self, query: str, k: int, timings: dict | None = None) -> tuple[list[Hit], np.ndarray]:

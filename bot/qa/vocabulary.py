@@ -79,9 +79,9 @@ class EnglishWords:
 class QueryVocabulary:
     """A corpus's words, for correcting the words of questions asked of it."""
 
-    def __init__(self, corpus_words, doc_freq: dict[str, int], english: EnglishWords) -> None:
+    def __init__(self, corpus_words, has_term, english: EnglishWords) -> None:
         self.corpus_words = corpus_words  # lower-case words as the documents write them
-        self.doc_freq = doc_freq  # stem → number of passages (it holds the documents' acronyms too)
+        self.has_term = has_term  # stem → whether some passage has it (acronyms of names too)
         self.english = english
 
     def _typo_fix(self, word: str) -> str | None:
@@ -96,7 +96,7 @@ class QueryVocabulary:
 
     def _in_corpus(self, word: str) -> bool:
         # doc_freq also holds the acronyms of the documents' names ("iss"), which they never write
-        return word in self.corpus_words or stem_words([word])[0] in self.doc_freq
+        return word in self.corpus_words or self.has_term(stem_words([word])[0])
 
     def correct(self, question: str) -> str:
         """The question with typos of corpus words corrected, keeping the typed case pattern."""

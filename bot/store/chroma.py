@@ -27,7 +27,9 @@ UPSERT_BATCH = 512  # chunks per Chroma write; also the unit of progress and cra
 class VectorStore:
     """The Chroma collection: embedded under `<index>/chroma`, or a Chroma server."""
 
-    def __init__(self, settings: Settings, create: bool = True) -> None:
+    def __init__(self, settings: Settings, create: bool = True, missing_ok: bool = False) -> None:
+        """`create=False`: open an existing collection only; with `missing_ok`, a missing one
+        leaves `collection` None instead of raising."""
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         self.url = settings.chroma_url
         self.database_file = settings.index / "chroma" / CHROMA_DATABASE  # embedded: what can be damaged
@@ -70,7 +72,12 @@ class VectorStore:
                         raise
                     raise IndexProblem(f"cannot open the collection {settings.collection!r}: {one_line(exc)}") from None
             else:
-                self.collection = self.client.get_collection(settings.collection, embedding_function=None)
+                try:
+                    self.collection = self.client.get_collection(settings.collection, embedding_function=None)
+                except chroma_errors.NotFoundError:
+                    if not missing_ok:
+                        raise
+                    self.collection = None
 
     @contextmanager
     def _server_call(self) -> Iterator[None]:
@@ -131,6 +138,23 @@ class VectorStore:
                 got = self.collection.get(include=include, limit=5000, offset=offset)
             docs = got.get("documents") or [""] * len(got["ids"])
             out.extend(chunk_from_record(i, d or "", m) for i, d, m in zip(got["ids"], docs, got["metadatas"]))
+        return out
+
+    def chunks_of(self, sources: list[str]) -> list[Chunk]:
+        """Every chunk of these sources, with its text (what a BM25 update fetches)."""
+        out: list[Chunk] = []
+        for i in range(0, len(sources), 100):
+            where = {"source": {"$in": sources[i:i + 100]}}
+            offset = 0
+            while True:
+                with self._server_call():
+                    got = self.collection.get(where=where, include=["metadatas", "documents"],
+                                              limit=5000, offset=offset)
+                out.extend(chunk_from_record(chunk_id, d or "", m)
+                           for chunk_id, d, m in zip(got["ids"], got["documents"], got["metadatas"]))
+                if len(got["ids"]) < 5000:
+                    break
+                offset += 5000
         return out
 
     def query(self, vector, k: int) -> list[tuple[Chunk, float]]:

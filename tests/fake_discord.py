@@ -160,6 +160,7 @@ class Interaction:
     channel_id: int
     acked: bool = False
     callback_type: int | None = None
+    modal: dict | None = None  # the modal the bot answered with (callback type 9)
     original_id: int | None = None  # the response message: the callback's, or the first follow-up after a defer
     message_ids: set[int] = field(default_factory=set)  # messages sent with this interaction's token
 
@@ -345,8 +346,45 @@ class FakeDiscord:
         return await self._interaction(3, data, user_id=user_id, guild=guild, channel_id=channel_id,
                                        message=message)
 
+    async def submit_modal(self, shown_by: str, values: dict[str, str], *, user_id: int = 111) -> str:
+        """A user submits the modal the bot showed in answer to the interaction `shown_by`, with
+        `values` by text input custom_id (inputs not named are left empty)."""
+        inter = self.interactions[shown_by]
+        assert inter.modal is not None, "the bot showed no modal"
+
+        def filled(component: dict) -> dict:
+            if component.get("type") == 4:
+                return {"type": 4, "custom_id": component["custom_id"], "value": values.get(component["custom_id"], "")}
+            out = {"type": component["type"], "id": component.get("id", 0)}
+            if "components" in component:
+                out["components"] = [filled(c) for c in component["components"]]
+            if "component" in component:
+                out["component"] = filled(component["component"])
+            return out
+
+        data = {"custom_id": inter.modal["custom_id"], "components": [filled(c) for c in inter.modal["components"]]}
+        channel = self.channels.get(inter.channel_id, {})
+        return await self._interaction(5, data, user_id=user_id, guild=channel.get("type") != 1,
+                                       channel_id=inter.channel_id)
+
+    def text_inputs(self, shown_by: str) -> list[dict]:
+        """The text inputs of the modal shown in answer to `shown_by`."""
+        found = []
+
+        def walk(component: dict) -> None:
+            if component.get("type") == 4:
+                found.append(component)
+            for c in component.get("components") or []:
+                walk(c)
+            if component.get("component"):
+                walk(component["component"])
+
+        for c in self.interactions[shown_by].modal["components"]:
+            walk(c)
+        return found
+
     async def _interaction(self, kind: int, data: dict, *, user_id: int, guild: bool, channel_id: int,
-                           permissions: str = "0", message: dict | None = None) -> str:
+                           permissions: str = "0", message: dict | None = None, roles: list[int] = ()) -> str:
         iid, token = snowflake(), f"itoken-{snowflake()}"
         u = user(user_id, f"user{user_id}")
         channel = self.channels.get(channel_id) or {"id": str(channel_id), "type": 1}
@@ -359,7 +397,7 @@ class FakeDiscord:
         if guild:
             payload["guild_id"] = str(GUILD_ID)
             payload["guild_locale"] = "en-US"
-            payload["member"] = member(u, permissions)
+            payload["member"] = {**member(u, permissions), "roles": [str(r) for r in roles]}
         else:
             payload["user"] = u
         if message is not None:
@@ -495,6 +533,11 @@ class FakeDiscord:
             return _error(400, 40060, "Interaction has already been acknowledged.")
         kind, data = body.get("type"), body.get("data") or {}
         resource: dict[str, Any] = {"type": kind}
+        if kind == 9:  # a modal: a title, a custom_id and 1-5 components
+            if not data.get("custom_id") or not 1 <= len(data.get("title") or "") <= 45 or not 1 <= len(
+                    data.get("components") or []) <= 5:
+                return _error(400, 50035, "Invalid Form Body", {"data": {"_errors": [{"message": "bad modal"}]}})
+            inter.modal = data
         if kind in (4, 7):
             if bad := self._invalid(data):
                 return bad

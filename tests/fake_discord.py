@@ -201,6 +201,8 @@ class FakeDiscord:
             OTHER_CHANNEL_ID: self._text_channel(OTHER_CHANNEL_ID, "random"),
         }
         self.messages: dict[int, dict] = {}  # every message by id (bot's and injected)
+        self.cdn: dict[str, bytes] = {}  # attachment id → the file (GET /cdn/attachments/{id}/{name})
+        self.cdn_requests: list[str] = []
         self._ws: web.WebSocketResponse | None = None
         self._ws_lock = asyncio.Lock()
         self._seq = 0
@@ -213,6 +215,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_route("GET", "/", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        app.router.add_route("GET", "/cdn/attachments/{aid}/{filename}", self._cdn)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -331,12 +334,50 @@ class FakeDiscord:
     # --- injecting events
 
     async def slash(self, name: str, options: dict | None = None, *, user_id: int = 111, guild: bool = True,
-                    channel_id: int = CHANNEL_ID, permissions: str = "0") -> str:
-        """A user runs /name; returns the interaction token."""
-        data = {"id": self.command_id(name), "name": name, "type": 1,
-                "options": [{"name": k, "type": 3, "value": v} for k, v in (options or {}).items()]}
+                    channel_id: int = CHANNEL_ID, permissions: str = "0", roles: list[int] = ()) -> str:
+        """A user runs /name (e.g. "ask", or "qabot scope set": a command's subcommand) with
+        `options`, typed as the synced command declares them: an attachment option takes
+        (filename, bytes) or (filename, bytes, content_type), served by the fake's CDN route.
+        Returns the interaction token."""
+        path = name.split()
+        command = next(c for c in self.commands if c["name"] == path[0])
+        declared, nested = command.get("options") or [], []
+        container = nested
+        for sub in path[1:]:  # subcommand groups (type 2) and subcommands (type 1)
+            option = next(o for o in declared if o["name"] == sub)
+            entry = {"name": sub, "type": option["type"], "options": []}
+            container.append(entry)
+            container, declared = entry["options"], option.get("options") or []
+        types = {o["name"]: o["type"] for o in declared}
+        resolved: dict[str, dict] = {}
+        for key, value in (options or {}).items():
+            kind = types[key]
+            if kind == 11:  # ATTACHMENT: the id, and the attachment in `resolved`
+                attachment = self.attachment(*value)
+                resolved.setdefault("attachments", {})[attachment["id"]] = attachment
+                value = attachment["id"]
+            container.append({"name": key, "type": kind, "value": value})
+        data = {"id": str(command["id"]), "name": path[0], "type": 1, "options": nested if path[1:] else container}
+        if resolved:
+            data["resolved"] = resolved
         return await self._interaction(2, data, user_id=user_id, guild=guild, channel_id=channel_id,
-                                       permissions=permissions)
+                                       permissions=permissions, roles=roles)
+
+    def attachment(self, filename: str, content: bytes, content_type: str | None = None) -> dict:
+        """An uploaded file, served at its `url` on the fake's CDN route."""
+        aid = str(snowflake())
+        self.cdn[aid] = content
+        return {"id": aid, "filename": filename, "size": len(content),
+                "url": f"http://127.0.0.1:{self.port}/cdn/attachments/{aid}/{filename}",
+                "proxy_url": f"http://127.0.0.1:{self.port}/cdn/attachments/{aid}/{filename}",
+                **({"content_type": content_type} if content_type else {})}
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        self.cdn_requests.append(request.path)
+        content = self.cdn.get(request.match_info["aid"])
+        if content is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=content, headers={"Content-Type": "application/octet-stream"})
 
     async def click(self, message: dict, custom_id: str, *, user_id: int = 111) -> str:
         """A user clicks the button `custom_id` under `message` (as returned to the bot)."""

@@ -12,7 +12,7 @@ import click
 
 from bot.cli.options import CONTEXT, k_option, llm_option, location_options, make_settings
 from bot.config import DiscordConfig, load_dotenv
-from bot.errors import IndexProblem, QabotError, one_line
+from bot.errors import QabotError, one_line
 
 DISCORD_API = "https://discord.com/api/v10"
 
@@ -108,22 +108,11 @@ def discord_command(corpus, index_dir, chroma_url, k, llm, verbose: bool) -> Non
         _fail(f"could not load the question-answering pipeline: {e}", code=1)
 
 
-def _checked_qa(settings, embedder):
-    """What `ask` would say before answering: no index, a damaged one, an empty one, or one whose
-    vectors are gone is one line (exit 2 at start-up); vectors partly missing are a warning."""
-    from bot.ingest.status import index_state, lacking, unusable
-    from bot.qa.pipeline import QA
+def _checked_qa(name, settings, embedder):
+    """library.open_qa, its warnings (vectors partly missing) on stderr."""
+    from bot.discord_bot.library import open_qa
 
-    state = index_state(settings)
-    if state is None:
-        raise IndexProblem(f"no index at {settings.chroma_url or settings.index}; run `qabot ingest` first")
-    problem = unusable(settings, state)
-    if problem:
-        raise IndexProblem(problem)
-    warning = lacking(settings, state)
-    if warning:
-        click.echo(f"Warning: {warning}", err=True)
-    return QA(settings, embedder=embedder)
+    return open_qa(name, settings, embedder, warn=lambda line: click.echo(f"Warning: {line}", err=True))
 
 
 def reindex(settings) -> str:

@@ -7,6 +7,7 @@ server). Everything here blocks (models, SQLite, Chroma): the cogs call it in wo
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -18,19 +19,28 @@ from bot.discord_bot.scopes import DEFAULT_SCOPE
 from bot.errors import IndexProblem, QabotError, RemovalRefused
 from bot.schema import Answer, Turn
 
+log = logging.getLogger(__name__)
+
 ProgressFn = Callable[[int, int], None]  # (chunks embedded, chunks to embed)
 
 
-def _open_qa(settings: Settings, embedder):
-    """The default QA factory: the index is checked as `ask` would (one line if unusable)."""
-    from bot.ingest.status import index_state, unusable
+def open_qa(name: str, settings: Settings, embedder, warn: Callable[[str], None] = log.warning):
+    """The scope's QA, its index checked as `ask` would: missing, damaged or empty is one line;
+    vectors partly missing are a warning."""
+    from bot.ingest.status import index_state, lacking, unusable
     from bot.qa.pipeline import QA
 
     state = index_state(settings)
-    if state is not None:
-        problem = unusable(settings, state)
-        if problem:
-            raise IndexProblem(problem)
+    if state is None:
+        if name != DEFAULT_SCOPE:
+            raise IndexProblem(f"the scope `{name}` has no documents yet; an admin can add some with /qabot add")
+        raise IndexProblem(f"no index at {settings.chroma_url or settings.index}; run `qabot ingest` first")
+    problem = unusable(settings, state)
+    if problem:
+        raise IndexProblem(problem)
+    warning = lacking(settings, state)
+    if warning:
+        warn(warning)
     return QA(settings, embedder=embedder)
 
 
@@ -88,12 +98,12 @@ class OneCorpus:
 
 
 class Library:
-    """Scope name → its QA, loaded once. `make_qa(settings, embedder)` is a seam for tests.
+    """Scope name → its QA, loaded once. `make_qa(name, settings, embedder)` is a seam for tests.
 
     `qabot discord` hands it to the bot in place of an answer function (client.QABot)."""
 
     def __init__(self, settings: Settings, scopes_dir: Path, *, embedder=None,
-                 make_qa: Callable = _open_qa) -> None:
+                 make_qa: Callable = open_qa) -> None:
         self.settings = settings
         self.scopes_dir = Path(scopes_dir)
         self._embedder = embedder
@@ -159,13 +169,16 @@ class Library:
                 from bot.ingest.status import index_exists
 
                 settings = self.settings_for(name)
-                if not index_exists(settings) and name != DEFAULT_SCOPE:  # the default: as before, one line
-                    if not self.sources(name):
-                        raise IndexProblem(f"the scope `{name}` has no documents yet; an admin can add some "
-                                           "with /qabot add")
-                    self._ingest(settings)
+                if name != DEFAULT_SCOPE and not index_exists(settings) and self.sources(name):
+                    self._ingest(settings)  # documents put in the scope's folder by hand
+                # The first QA makes the embedder in its index's precision; every later one shares it
+                # (an index embedded in another precision is then refused, one line, by QA).
+                qa = self._make_qa(name, settings, self._embedder)
+                with self._guard:
+                    if self._embedder is None:
+                        self._embedder = getattr(qa, "embedder", None)
+                self._qas[name] = qa
                 self.loads[name] = self.loads.get(name, 0) + 1
-                self._qas[name] = self._make_qa(settings, self.embedder)
             return self._qas[name]
 
     def warm_up(self) -> None:
@@ -174,7 +187,7 @@ class Library:
             qa = self.qa(DEFAULT_SCOPE)
             if hasattr(qa, "warm_up"):
                 qa.warm_up()
-        elif hasattr(self.embedder, "warm_up"):  # scopes only: the shared model, at least
+        else:  # scopes only: the shared model, at least
             self.embedder.warm_up()
 
     def answer(self, name: str, question: str, history: list[Turn]) -> Answer:

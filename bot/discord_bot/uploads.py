@@ -14,6 +14,11 @@ _HTML_START = re.compile(rb"<(?:!doctype\s+html|html|head|body|p|div|h[1-6])\b",
 SNIFF_BYTES = 8192  # enough to tell text from binary, and to find an HTML page's first tag
 
 
+def size_text(n: int) -> str:
+    """A file size as users read it (MB as in QABOT_MAX_UPLOAD_MB: 1024 × 1024 bytes)."""
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{max(1, round(n / 1024))} KB"
+
+
 def safe_name(filename: str) -> str:
     """The file name to store, without folders or characters a shell or URL would trip on."""
     name = PurePath(filename.replace("\\", "/")).name
@@ -51,7 +56,7 @@ def check_name(filename: str, size: int, limit: int) -> str:
     """The stored name of an attachment, or UploadRefused before downloading it."""
     name = safe_name(filename)
     if size > limit:
-        raise UploadRefused(f"{name or filename}: too large ({size / 1e6:.1f} MB > {limit / 1e6:.0f} MB)")
+        raise UploadRefused(f"{name or filename}: too large ({size_text(size)} > {size_text(limit)})")
     suffix = suffix_of(PurePath(name)) if name else None
     if suffix is None:
         raise UploadRefused(f"{name or filename}: unsupported type (I take {KINDS})")
@@ -61,7 +66,7 @@ def check_name(filename: str, size: int, limit: int) -> str:
 def check_content(name: str, data: bytes, limit: int) -> None:
     """UploadRefused unless `data` is what `name` says it is (and within the limit)."""
     if len(data) > limit:
-        raise UploadRefused(f"{name}: too large ({len(data) / 1e6:.1f} MB > {limit / 1e6:.0f} MB)")
+        raise UploadRefused(f"{name}: too large ({size_text(len(data))} > {size_text(limit)})")
     if not data.strip():
         raise UploadRefused(f"{name}: empty file")
     kind = sniff(data)

@@ -209,7 +209,8 @@ class AdminCog(commands.Cog):
         except Exception as e:
             if not isinstance(e, QabotError):
                 log.exception("/qabot add failed")
-            result_line = f"Nothing added: {one_line(e, 1500)}"
+            why = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e, 1500)  # no "[Errno 28]"
+            result_line = f"Nothing added: {why}"
         finally:
             ticker.cancel()
         await progress.finish(f"{result_line[:1].upper()}{result_line[1:]} (scope `{scope}`).")

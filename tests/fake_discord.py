@@ -28,6 +28,7 @@ BOT_ID = 900000000000000002
 GUILD_ID = 900000000000000010
 CHANNEL_ID = 900000000000000020  # #general
 OTHER_CHANNEL_ID = 900000000000000021  # #random
+FORUM_ID = 900000000000000022  # #help, a forum channel: its posts are threads
 ROLE_ID = 900000000000000030  # @moderators
 BOT_ROLE_ID = 900000000000000031  # the bot's managed role, "@qabot" in the mention picker
 TOKEN = "fake-bot-token"
@@ -199,6 +200,9 @@ class FakeDiscord:
         self.channels: dict[int, dict] = {
             CHANNEL_ID: self._text_channel(CHANNEL_ID, "general"),
             OTHER_CHANNEL_ID: self._text_channel(OTHER_CHANNEL_ID, "random"),
+            FORUM_ID: {**self._text_channel(FORUM_ID, "help"), "type": 15, "available_tags": [],
+                       "default_reaction_emoji": None, "default_sort_order": None, "default_forum_layout": 0,
+                       "default_thread_rate_limit_per_user": 0, "flags": 0},
         }
         self.messages: dict[int, dict] = {}  # every message by id (bot's and injected)
         self.cdn: dict[str, bytes] = {}  # attachment id → the file (GET /cdn/attachments/{id}/{name})
@@ -316,7 +320,7 @@ class FakeDiscord:
                  "hoist": False, "managed": True, "mentionable": False, "flags": 0,
                  "tags": {"bot_id": str(BOT_ID)}},
             ],
-            "channels": [c for c in self.channels.values() if c["type"] == 0],
+            "channels": [c for c in self.channels.values() if c["type"] in (0, 15)],
             "threads": [], "members": [{**member(BOT_USER), "roles": [str(BOT_ROLE_ID)]}], "voice_states": [], "presences": [],
             "joined_at": "2024-01-01T00:00:00+00:00",
         })
@@ -447,15 +451,32 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return token
 
+    async def forum_post(self, title: str, content: str, *, user_id: int = 111, forum_id: int = FORUM_ID,
+                         mention_bot: bool = False) -> dict:
+        """A user opens a post in a forum channel: a thread (THREAD_CREATE) whose first message
+        has the thread's id, as in Discord. Returns the message."""
+        thread_id = snowflake()
+        thread = {
+            "id": str(thread_id), "guild_id": str(GUILD_ID), "parent_id": str(forum_id), "owner_id": str(user_id),
+            "name": title, "type": 11, "last_message_id": str(thread_id), "message_count": 1, "member_count": 1,
+            "rate_limit_per_user": 0, "flags": 0, "applied_tags": [], "total_message_sent": 1,
+            "thread_metadata": {"archived": False, "auto_archive_duration": 4320, "archive_timestamp": now_iso(),
+                                "locked": False},
+        }
+        self.channels[thread_id] = thread
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return await self.message(content, user_id=user_id, channel_id=thread_id, mention_bot=mention_bot,
+                                  message_id=thread_id)
+
     async def message(self, content: str, *, user_id: int = 111, channel_id: int = CHANNEL_ID,
                       mention_bot: bool = False, mention_roles: list[int] = (), dm: bool = False,
-                      bot: bool = False) -> dict:
+                      bot: bool = False, message_id: int | None = None) -> dict:
         """A user posts `content`; with `mention_bot` it starts with the bot's mention."""
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
         u = user(user_id, f"user{user_id}", bot=bot)
         data: dict[str, Any] = {
-            "id": str(snowflake()), "channel_id": str(channel_id), "author": u, "content": content,
+            "id": str(message_id or snowflake()), "channel_id": str(channel_id), "author": u, "content": content,
             "timestamp": now_iso(), "edited_timestamp": None, "tts": False,
             "mention_everyone": "@everyone" in content or "@here" in content,
             "mentions": [{**BOT_USER, "member": member(BOT_USER)}] if mention_bot else [],

@@ -36,17 +36,19 @@ class ScopeQA:
         self.name, self.settings = name, settings
         self.embedder = embedder if embedder is not None else object()  # the first QA makes the embedder
         self.questions: list[str] = []
+        self.histories: list[list] = []
 
     def answer(self, question: str, history=None) -> Answer:
         self.questions.append(question)
+        self.histories.append(list(history or []))
         return Answer(question=question, text=f"From {self.name} [1].", refused=False,
                       citations=[citation(1, source=f"tutorial/{self.name}.rst", section="3.1. Getting started")])
 
 
-def scoped_library(tmp_path: Path) -> Library:
+def scoped_library(tmp_path: Path, make_qa=ScopeQA) -> Library:
     (tmp_path / "corpus").mkdir(exist_ok=True)  # the default scope exists, as for a bot set up before scopes
     return Library(Settings(corpus=tmp_path / "corpus", index=tmp_path / "index"), tmp_path / "scopes",
-                   make_qa=ScopeQA)
+                   make_qa=make_qa)
 
 
 @pytest.fixture(autouse=True)

@@ -60,6 +60,7 @@ class Place:
 class Resolution:
     scope: str | None  # None: the bot is silent here
     why: str  # for `/qabot scope show`
+    chosen: bool = True  # False: the default scope of a server nobody configured (forums stay quiet)
 
 
 class ScopeStore(SQLiteStore):
@@ -104,7 +105,7 @@ class ScopeStore(SQLiteStore):
                 return Resolution(server.scope, f"scope `{server.scope}` set for the whole server")
             return Resolution(None, "disabled for the whole server")
         if not self.configured(guild_id):
-            return Resolution(DEFAULT_SCOPE, "nothing configured in this server: the default scope")
+            return Resolution(DEFAULT_SCOPE, "nothing configured in this server: the default scope", chosen=False)
         return Resolution(None, "not enabled in this channel (/qabot scope set NAME or /qabot enable)")
 
     def url_template(self, scope: str) -> str | None:

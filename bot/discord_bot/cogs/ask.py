@@ -149,9 +149,12 @@ class AskCog(commands.Cog):
         if message.guild is None and not self.config.answer_dms:
             return
         mentioned = self._mentions_me(message)
-        scope = self.bot.scope_here(message.guild.id if message.guild else None, channel.id,
-                                    getattr(channel, "parent_id", None)).scope
-        forum_post = is_forum_post(channel)
+        here = self.bot.scope_here(message.guild.id if message.guild else None, channel.id,
+                                   getattr(channel, "parent_id", None))
+        scope = here.scope
+        # Every post of a forum whose scope an admin set is a question (not so in a server nobody
+        # configured: a bot set up before scopes answered mentions only, and still does).
+        forum_post = is_forum_post(channel) and here.chosen
         if message.guild is not None:
             own_thread = known or (isinstance(channel, discord.Thread) and channel.owner_id == me.id)
             if not own_thread and not mentioned and not forum_post:

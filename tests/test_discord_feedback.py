@@ -59,6 +59,11 @@ def test_still_need_help_posts_in_the_support_channel_pinging_only_the_role(tmp_
             await fake.wait_for(lambda: [s for s in fake.sent_for(click) if s.kind == "followup"], 5, "the reply")
             reply = [s for s in fake.sent_for(click) if s.kind == "followup"][0].payload
             assert reply["flags"] & 64 and f"<#{OTHER_CHANNEL_ID}>" in reply["content"]
+            # Clicking again (anyone) does not ping the team twice.
+            again = await fake.click(shown, buttons(shown)[2]["custom_id"], user_id=5)
+            await fake.wait_for(lambda: fake.sent_for(again), 5, "the second reply")
+            assert "already been passed on" in fake.sent_for(again)[0].payload["content"]
+            assert len(fake.sent_in(OTHER_CHANNEL_ID)) == 1
 
     run(body())
 

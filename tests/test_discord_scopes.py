@@ -211,3 +211,22 @@ def test_a_thread_follows_its_channels_scope(tmp_path):
 
     run(body())
     assert library.qa("alpha").questions == ["What is it?", "And then?"]
+
+
+def test_community_settings_from_the_environment():
+    from bot.config import DiscordConfig
+
+    cfg = DiscordConfig.from_env({})
+    assert (cfg.scopes_dir, cfg.admin_roles, cfg.support_channel, cfg.support_role, cfg.source_url) == (
+        Path("scopes"), frozenset(), None, None, None)
+    assert cfg.max_upload_bytes == 8 * 1024 * 1024
+    cfg = DiscordConfig.from_env({"QABOT_SCOPES_DIR": "/srv/scopes", "QABOT_ADMIN_ROLES": "5, 6",
+                                  "QABOT_SUPPORT_CHANNEL": "7", "QABOT_SUPPORT_ROLE": "8", "QABOT_MAX_UPLOAD_MB": "2.5",
+                                  "QABOT_SOURCE_URL": "https://x.org/{path}"})
+    assert (cfg.scopes_dir, cfg.admin_roles, cfg.support_channel, cfg.support_role, cfg.source_url) == (
+        Path("/srv/scopes"), frozenset({5, 6}), 7, 8, "https://x.org/{path}")
+    assert cfg.max_upload_bytes == int(2.5 * 1024 * 1024)
+    for bad in ({"QABOT_SUPPORT_ROLE": "1,2"}, {"QABOT_MAX_UPLOAD_MB": "lots"}, {"QABOT_MAX_UPLOAD_MB": "0"},
+                {"QABOT_ADMIN_ROLES": "mods"}):
+        with pytest.raises(SettingError):
+            DiscordConfig.from_env(bad)

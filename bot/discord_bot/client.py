@@ -15,10 +15,13 @@ from bot.errors import one_line
 from bot.discord_bot.cogs.admin import AdminCog
 from bot.discord_bot.cogs.ask import AskCog
 from bot.discord_bot.library import OneCorpus
+from bot.discord_bot.ratelimit import RateLimiter
 from bot.discord_bot.scopes import DEFAULT_SCOPE, Resolution, ScopeStore
 from bot.feedback.votes import FeedbackStore
 
 log = logging.getLogger(__name__)
+
+HANDOFF_LIMIT = (3, 3600.0)  # hand-offs to the support team per user per hour
 
 def apply_endpoints(config: DiscordConfig) -> None:
     """Point discord.py at another REST base / gateway (a local fake, a proxy); default: real Discord."""
@@ -60,6 +63,9 @@ class QABot(commands.Bot):
         self.warm_up = warm_up
         self.config = config
         self.feedback = FeedbackStore(config.feedback_db)  # votes and the answers they are about
+        # "Still need help?" pings people: once per answer, and a few times an hour per user.
+        self.handoffs = RateLimiter(*HANDOFF_LIMIT)
+        self.handed_off: set[str] = set()  # answer ids already passed on (since this process started)
         self.scopes = scopes if scopes is not None else ScopeStore(config.feedback_db.with_name("scopes.sqlite3"))
 
     def scope_here(self, guild_id: int | None, channel_id: int | None, parent_id: int | None = None) -> Resolution:

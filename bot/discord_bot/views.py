@@ -116,6 +116,16 @@ class HelpButton(discord.ui.DynamicItem[discord.ui.Button], template=r"qabot:hel
             await interaction.response.send_message("Nobody is set up to take questions here, sorry.",
                                                     ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
+        if self.answer_id in bot.handed_off:
+            await interaction.response.send_message("This question has already been passed on to the team.",
+                                                    ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        if bot.handoffs.hit(interaction.user.id):
+            await interaction.response.send_message("You've asked for help several times in the last hour; "
+                                                    "the team will get to it — please wait a little.",
+                                                    ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        bot.handed_off.add(self.answer_id)
         await interaction.response.defer(ephemeral=True, thinking=True)
         where = interaction.message.jump_url if interaction.message else ""
         ping = f"<@&{config.support_role}> " if config.support_role else ""

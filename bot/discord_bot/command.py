@@ -48,6 +48,12 @@ def discord_command(corpus, index_dir, chroma_url, k, llm, verbose: bool) -> Non
     QABOT_RATE_LIMIT (default 5/60), QABOT_DISCORD_DMS, QABOT_DISCORD_MESSAGE_CONTENT,
     QABOT_FEEDBACK_DB, DISCORD_API_BASE, DISCORD_GATEWAY_URL.
 
+    For a community (README, "Running the bot for a community"): scopes live in
+    QABOT_SCOPES_DIR (default scopes/) and are set per channel with /qabot;
+    QABOT_ADMIN_ROLES (besides Manage Server), QABOT_SUPPORT_CHANNEL and
+    QABOT_SUPPORT_ROLE ("Still need help?"), QABOT_MAX_UPLOAD_MB (default 8),
+    QABOT_SOURCE_URL (the default scope's source links).
+
     With --llm (or QABOT_LLM) answers are written by the chat model and appear as they are
     written, then are replaced by the verified answer. /reindex re-syncs the index with its
     corpus folder, but never removes the documents of an index built from another folder, nor
@@ -60,6 +66,10 @@ def discord_command(corpus, index_dir, chroma_url, k, llm, verbose: bool) -> Non
 
     try:
         config = DiscordConfig.from_env()
+        if config.source_url:
+            from bot.source_links import check_template
+
+            check_template(config.source_url)
         settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
     except QabotError as e:
         _fail(str(e))

@@ -230,3 +230,22 @@ def test_community_settings_from_the_environment():
                 {"QABOT_ADMIN_ROLES": "mods"}):
         with pytest.raises(SettingError):
             DiscordConfig.from_env(bad)
+
+
+def test_a_scope_made_in_another_server_is_not_this_ones(tmp_path):
+    """One bot may serve many servers: a scope made from Discord belongs to its server; one made
+    on the bot's machine (or the default) is shared by the operator with all of them."""
+    ScopeStore(tmp_path / "scopes.sqlite3").claim("theirs", 999)  # made by admins of server 999
+    library = scoped_library(tmp_path)
+    library.create("theirs")
+    library.create("shared")  # made on the bot's machine: no owner
+
+    async def body():
+        async with bot_on_fake_discord(library=library) as (fake, bot):
+            assert "belongs to another server" in await admin(fake, "qabot scope set", {"name": "theirs"})
+            assert bot.scopes.place(fake_guild(), CHANNEL_ID) is None
+            assert "now answered from the scope `shared`" in await admin(fake, "qabot scope set", {"name": "shared"})
+            assert "now answered from the scope `ours`" in await admin(fake, "qabot scope set", {"name": "ours"})
+            assert bot.scopes.owner("ours") == fake_guild() and bot.scopes.owner("shared") is None
+
+    run(body())

@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS places (
 CREATE TABLE IF NOT EXISTS scope_links (
     scope TEXT PRIMARY KEY,
     url_template TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scope_owners (
+    scope TEXT PRIMARY KEY,
+    guild_id INTEGER NOT NULL
 )
 """
 
@@ -75,8 +79,10 @@ class ScopeStore(SQLiteStore):
         with self._open() as conn:
             rows = conn.execute("SELECT guild_id, channel_id, scope, enabled FROM places").fetchall()
             links = conn.execute("SELECT scope, url_template FROM scope_links").fetchall()
+            owners = conn.execute("SELECT scope, guild_id FROM scope_owners").fetchall()
         self._places = {(g, c): Place(s, bool(e)) for g, c, s, e in rows}
         self._links = dict(links)
+        self._owners = dict(owners)
 
     # -- reading (in memory)
 
@@ -111,8 +117,10 @@ class ScopeStore(SQLiteStore):
     def url_template(self, scope: str) -> str | None:
         return self._links.get(scope)
 
-    def scopes_in_use(self) -> set[str]:
-        return {p.scope for p in self._places.values() if p.scope}
+    def owner(self, scope: str) -> int | None:
+        """The server whose admins made the scope from Discord (None: made on the bot's machine,
+        which the operator shares with every server the bot is in)."""
+        return self._owners.get(scope)
 
     # -- writing (to disk, then memory)
 
@@ -122,6 +130,13 @@ class ScopeStore(SQLiteStore):
                 conn.execute("INSERT OR REPLACE INTO places VALUES (?, ?, ?, ?, ?, ?)",
                              (guild_id, channel_id, scope, int(enabled), str(by), time.time()))
             self._places[(guild_id, channel_id)] = Place(scope, enabled)
+
+    def claim(self, scope: str, guild_id: int) -> None:
+        """Record that `guild_id` made `scope`: only its admins may use and change it."""
+        with self._lock, self._open() as conn:
+            with conn:
+                conn.execute("INSERT OR IGNORE INTO scope_owners VALUES (?, ?)", (scope, guild_id))
+            self._owners.setdefault(scope, guild_id)
 
     def set_url_template(self, scope: str, template: str | None) -> None:
         with self._lock, self._open() as conn:

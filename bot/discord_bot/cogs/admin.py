@@ -86,11 +86,19 @@ class AdminCog(commands.Cog):
         return getattr(interaction.channel, "parent_id", None) or interaction.channel_id
 
     def _scope_here(self, interaction: discord.Interaction) -> str:
+        """The scope this channel answers from, for a command that changes it."""
         resolution = self.bot.scope_here(interaction.guild_id, interaction.channel_id,
                                          getattr(interaction.channel, "parent_id", None))
         if resolution.scope is None:
             raise Refused(f"No scope answers in this channel ({resolution.why}).")
+        self._check_owner(resolution.scope, interaction.guild_id)
         return resolution.scope
+
+    def _check_owner(self, scope: str, guild_id: int) -> None:
+        """One bot may serve many servers: a scope made in one is not theirs to read or change."""
+        owner = self.bot.scopes.owner(scope)
+        if owner is not None and owner != guild_id:
+            raise Refused(f"The scope `{scope}` belongs to another server; choose another name.")
 
     # -- /reindex
 
@@ -125,7 +133,10 @@ class AdminCog(commands.Cog):
                         where: Literal["channel", "server"] = "channel") -> None:
         """Answer questions here from the scope NAME."""
         name = scope_name(name)
+        self._check_owner(name, interaction.guild_id)
         created = await asyncio.to_thread(self.bot.library.create, name)
+        if created:
+            await asyncio.to_thread(self.bot.scopes.claim, name, interaction.guild_id)
         channel_id = SERVER_WIDE if where == "server" else self._channel_id(interaction)
         await asyncio.to_thread(self.bot.scopes.set_place, interaction.guild_id, channel_id, scope=name,
                                 enabled=True, by=interaction.user.id)

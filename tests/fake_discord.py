@@ -367,6 +367,15 @@ class FakeDiscord:
         return await self._interaction(2, data, user_id=user_id, guild=guild, channel_id=channel_id,
                                        permissions=permissions, roles=roles)
 
+    async def message_command(self, name: str, message: dict, *, user_id: int = 111, permissions: str = "0",
+                              roles: list[int] = ()) -> str:
+        """A user runs the message context menu command `name` (Apps → name) on `message`."""
+        command = next(c for c in self.commands if c["name"] == name and c.get("type") == 3)
+        data = {"id": str(command["id"]), "name": name, "type": 3, "target_id": message["id"],
+                "resolved": {"messages": {message["id"]: message}}}
+        return await self._interaction(2, data, user_id=user_id, guild=True, channel_id=int(message["channel_id"]),
+                                       permissions=permissions, roles=roles)
+
     def attachment(self, filename: str, content: bytes, content_type: str | None = None) -> dict:
         """An uploaded file, served at its `url` on the fake's CDN route."""
         aid = str(snowflake())
@@ -470,8 +479,9 @@ class FakeDiscord:
 
     async def message(self, content: str, *, user_id: int = 111, channel_id: int = CHANNEL_ID,
                       mention_bot: bool = False, mention_roles: list[int] = (), dm: bool = False,
-                      bot: bool = False, message_id: int | None = None) -> dict:
-        """A user posts `content`; with `mention_bot` it starts with the bot's mention."""
+                      bot: bool = False, message_id: int | None = None, files: list[tuple] = ()) -> dict:
+        """A user posts `content`; with `mention_bot` it starts with the bot's mention; `files`:
+        (filename, bytes) attachments, served by the CDN route."""
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
         u = user(user_id, f"user{user_id}", bot=bot)
@@ -480,7 +490,8 @@ class FakeDiscord:
             "timestamp": now_iso(), "edited_timestamp": None, "tts": False,
             "mention_everyone": "@everyone" in content or "@here" in content,
             "mentions": [{**BOT_USER, "member": member(BOT_USER)}] if mention_bot else [],
-            "mention_roles": [str(r) for r in mention_roles], "attachments": [], "embeds": [],
+            "mention_roles": [str(r) for r in mention_roles], "attachments": [self.attachment(*f) for f in files],
+            "embeds": [],
             "pinned": False, "type": 0, "flags": 0, "components": [],
         }
         if dm:

@@ -111,7 +111,7 @@ def test_login_syncs_ask_and_reindex():
             puts = fake.requests_to("PUT", "/applications/")
             assert len(puts) == 1
             commands = {c["name"]: c for c in puts[0].json}
-            assert set(commands) == {"ask", "reindex", "qabot"}
+            assert set(commands) == {"ask", "reindex", "qabot", "Add to qabot"}
             ask = commands["ask"]
             assert ask["description"] and ask["options"][0]["name"] == "question"
             assert ask["options"][0]["description"] and ask["options"][0]["required"]

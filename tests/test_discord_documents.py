@@ -53,10 +53,14 @@ def test_sniffing_goes_by_content_not_by_name():
     assert sniff(b"caf\xc3") == "text"  # a UTF-8 character cut at the end of the sample is still text
 
 
-async def add(fake, files: dict) -> tuple[str, list[str]]:
-    """Run /qabot add with `files` (option → (name, bytes)); the final text of the reply and every
-    text it showed before (the progress), all in one message edited in place."""
-    token = await fake.slash("qabot add", files, permissions="32")
+async def add(fake, files: dict | None = None, message: dict | None = None) -> tuple[str, list[str]]:
+    """Run /qabot add with `files` (option → (name, bytes)), or "Add to qabot" on `message`; the
+    final text of the reply and every text it showed before (the progress), all in one message
+    edited in place."""
+    if message is not None:
+        token = await fake.message_command("Add to qabot", message, permissions="32")
+    else:
+        token = await fake.slash("qabot add", files, permissions="32")
 
     def shown() -> list[str]:
         first = [s.payload.get("content") for s in fake.sent_for(token)]
@@ -136,3 +140,31 @@ def test_a_failed_add_leaves_nothing_half_added(tmp_path, embedder):
     corpus = tmp_path / "scopes" / "club" / "corpus"
     assert sorted(p.name for p in corpus.iterdir()) == ["kettle.md"]
     assert (corpus / "kettle.md").read_text() == KETTLE  # the earlier version is back
+
+
+def test_add_the_files_of_a_message(tmp_path, embedder):
+    """Apps → "Add to qabot" on a message someone posted with files: the same checks and result."""
+    library = library_for(tmp_path, embedder)
+
+    async def body():
+        async with bot_on_fake_discord(library=library) as (fake, bot):
+            await admin(fake, "qabot scope set", {"name": "club"})
+            posted = await fake.message("here is our handbook", user_id=77,
+                                        files=[("kettle.md", KETTLE.encode()), ("photo.png", b"\x89PNG\r\n")])
+            (menu,) = [c for c in fake.commands if c["name"] == "Add to qabot"]
+            assert menu["type"] == 3 and int(menu["default_member_permissions"]) == 32
+            refused = await fake.message_command("Add to qabot", posted, permissions="0")
+            await fake.wait_for(lambda: fake.sent_for(refused), 5, "the refusal")
+            assert "Manage Server" in fake.sent_for(refused)[0].payload["content"]
+            assert not library.sources("club")
+
+            result, _ = await add(fake, message=posted)
+            assert result == ("1 file added; refused: photo.png: unsupported type (I take txt, md, rst, html, pdf) "
+                              "(scope `club`).")
+            bare = await fake.message("no files here", user_id=77)
+            token = await fake.message_command("Add to qabot", bare, permissions="32")
+            await fake.wait_for(lambda: fake.sent_for(token), 5, "the refusal")
+            assert fake.sent_for(token)[0].payload["content"] == "That message has no attached files."
+
+    run(body())
+    assert library.sources("club") == ["kettle.md"]

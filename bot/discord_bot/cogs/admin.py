@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 PROGRESS_INTERVAL = 1.0  # seconds between two edits of the /qabot add progress message
 ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
+ADD_MENU = "Add to qabot"
+MAX_FILES = 5  # per /qabot add or "Add to qabot"
 
 
 class Refused(app_commands.CheckFailure):
@@ -41,6 +43,19 @@ class AdminCog(commands.Cog):
     def __init__(self, bot: commands.Bot):
         self.bot = bot
         self._reindexing = asyncio.Lock()
+        # Right-click a message → Apps → "Add to qabot": its attachments, as /qabot add. A context
+        # menu cannot live inside the group, so it gets the cog's check and error handler by hand.
+        self.add_menu = app_commands.ContextMenu(name=ADD_MENU, callback=self.add_from_message)
+        self.add_menu.guild_only = True
+        self.add_menu.default_permissions = ADMIN_PERMISSIONS
+        self.add_menu.add_check(self.interaction_check)
+        self.add_menu.error(self.cog_app_command_error)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.add_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.add_menu.name, type=self.add_menu.type)
 
     # -- the one permission check of every command here
 
@@ -197,8 +212,20 @@ class AdminCog(commands.Cog):
     async def add(self, interaction: discord.Interaction, file: discord.Attachment,
                   file2: discord.Attachment | None = None, file3: discord.Attachment | None = None) -> None:
         """Add documents to this channel's scope."""
+        await self._add(interaction, [a for a in (file, file2, file3) if a is not None])
+
+    async def add_from_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The attachments of a message (e.g. one a member posted), as /qabot add."""
+        if not message.attachments:
+            raise Refused("That message has no attached files.")
+        if len(message.attachments) > MAX_FILES:
+            raise Refused(f"That message has {len(message.attachments)} files; I take {MAX_FILES} at a time.")
+        await self._add(interaction, list(message.attachments))
+
+    async def _add(self, interaction: discord.Interaction, attachments: list[discord.Attachment]) -> None:
+        """Download, check, store and index `attachments` into this channel's scope, showing
+        progress in the deferred reply and ending it with one line."""
         scope = self._scope_here(interaction)
-        attachments = [a for a in (file, file2, file3) if a is not None]
         limit = self.bot.config.max_upload_bytes
         await interaction.response.defer(ephemeral=True, thinking=True)
         progress = Progress(interaction)

@@ -1,7 +1,8 @@
 """Questions: the `/ask` slash command, `@bot question` (answered in a new thread), follow-ups in
-that thread without a mention, DMs, and the 👍/👎 buttons under every answer.
+that thread without a mention, posts in forums that have a scope, DMs, and the buttons under
+every answer. Each is answered from the scope of its channel (client.QABot.scope_here), or not at all.
 
-With an LLM (the bot has a `stream_fn`) answers appear as they are written, in one message that is
+With an LLM (the library `streams`) answers appear as they are written, in one message that is
 edited in place and finally replaced by the verified answer (see `stream.LiveMessage`)."""
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ class AskCog(commands.Cog):
                                                keep=bot.config.history_turns)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    # -- the shared path: question → answer_fn (or stream_fn) in a worker thread → rendered messages
+    # -- the shared path: scope + question → the bot's library (QA.answer or QA.stream of that
+    #    scope) in a worker thread → rendered messages
 
     async def answer(self, scope: str, question: str, history: list[Turn], live: LiveMessage | None = None) -> Answer:
         """The answer to `question` from `scope`; with an LLM and a `live` message, shown while it is written."""

@@ -47,10 +47,6 @@ class UploadRefused(QabotError):
     its name says, or one the documents cannot hold."""
 
 
-class NotAllowed(QabotError):
-    """A Discord command run by someone without the permission it needs."""
-
-
 class SettingError(QabotError):
     """A setting (environment variable or flag) with a value that cannot be used."""
 

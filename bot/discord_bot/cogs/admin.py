@@ -19,7 +19,7 @@ from discord.ext import commands
 from bot.discord_bot.render import CONTENT_MAX, clip, plain
 from bot.discord_bot.scopes import SERVER_WIDE, scope_name
 from bot.discord_bot.uploads import KINDS, check_content, check_name
-from bot.errors import NotAllowed, QabotError, UploadRefused, one_line
+from bot.errors import QabotError, UploadRefused, one_line
 from bot.source_links import check_template
 
 log = logging.getLogger(__name__)

@@ -249,3 +249,19 @@ def test_a_scope_made_in_another_server_is_not_this_ones(tmp_path):
             assert bot.scopes.owner("ours") == fake_guild() and bot.scopes.owner("shared") is None
 
     run(body())
+
+
+def test_without_a_default_scope_dms_are_not_answered(tmp_path):
+    """A bot serving scopes only (no corpus/index of its own) has nothing to answer DMs from."""
+    library = Library(Settings(corpus=tmp_path / "none", index=tmp_path / "none-index"), tmp_path / "scopes",
+                      make_qa=ScopeQA)
+
+    async def body():
+        async with bot_on_fake_discord(library=library) as (fake, bot):
+            await admin(fake, "qabot scope set", {"name": "alpha", "where": "server"})
+            assert answered_from(await ask(fake, "in the server")) == "alpha"
+            await fake.message("in a DM", dm=True, channel_id=555, user_id=77)
+            await asyncio.sleep(0.3)
+            assert fake.sent_in(555) == []
+
+    run(body())

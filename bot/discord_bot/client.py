@@ -72,7 +72,10 @@ class QABot(commands.Bot):
         """Which scope answers in this channel (a thread: its parent's), after the allow-lists."""
         if not self.config.allows(guild_id, channel_id, parent_id):
             return Resolution(None, "not in the bot's allowed servers/channels (QABOT_ALLOWED_*)")
-        if guild_id is None:
+        if guild_id is None:  # DMs are answered from the default scope, if the bot has one
+            exists = getattr(self.library, "exists", lambda name: True)
+            if not exists(DEFAULT_SCOPE):
+                return Resolution(None, "a direct message, and the bot has no default scope")
             return Resolution(DEFAULT_SCOPE, "a direct message: the default scope")
         return self.scopes.resolve(guild_id, channel_id, parent_id)
 

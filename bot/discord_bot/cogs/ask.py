@@ -161,8 +161,8 @@ class AskCog(commands.Cog):
             own_thread = known or (isinstance(channel, discord.Thread) and channel.owner_id == me.id)
             if not own_thread and not mentioned and not forum_post:
                 return
-            if scope is None:  # not enabled here (or disabled since the thread was opened)
-                return
+        if scope is None:  # not enabled here (or disabled since the thread was opened), or no DMs
+            return
 
         question = self._strip_mentions_of_me(message)
         if not question:

@@ -153,6 +153,14 @@ def history_path(env: Mapping[str, str] | None = None) -> Path:
 DEFAULT_FEEDBACK_DB = Path("index") / "feedback.sqlite3"
 
 
+def source_url_template(env: Mapping[str, str] | None = None) -> str | None:
+    """`QABOT_SOURCE_URL`: the public address of a cited document, e.g.
+    https://docs.python.org/3/{path_without_suffix}.html#{section_anchor} (bot/source_links.py
+    lists the fields); None when unset: citations then name files only."""
+    env = os.environ if env is None else env
+    return (env.get("QABOT_SOURCE_URL") or "").strip() or None
+
+
 def feedback_db_path(env: Mapping[str, str] | None = None) -> Path:
     """`QABOT_FEEDBACK_DB` if set, else index/feedback.sqlite3 (relative to the working directory)."""
     env = os.environ if env is None else env
@@ -184,11 +192,28 @@ def parse_rate_limit(spec: str) -> tuple[int, float]:
     return max_calls, per
 
 
+def _id(value: str | None, name: str) -> int | None:
+    ids = _ids(value or "", name)
+    if len(ids) > 1:
+        raise SettingError(f"{name} must be one numeric id, got {value!r}")
+    return next(iter(ids), None)
+
+
 def _ids(value: str, name: str) -> frozenset[int]:
     try:
         return frozenset(int(x) for x in value.replace(" ", "").split(",") if x)
     except ValueError:
         raise SettingError(f"{name} must be comma-separated numeric ids, got {value!r}") from None
+
+
+def _megabytes(value: str | None, default: float, name: str) -> int:
+    try:
+        mb = float(value) if value and value.strip() else default
+    except ValueError:
+        raise SettingError(f"{name} must be a number of megabytes, got {value!r}") from None
+    if not 0 < mb <= 500:
+        raise SettingError(f"{name} must be between 0 and 500 megabytes, got {value!r}")
+    return int(mb * 1024 * 1024)
 
 
 @dataclass
@@ -208,6 +233,14 @@ class DiscordConfig:
     guild_ready_timeout: float = 2.0
     vote_timeout: float = 24 * 3600.0  # how long an answer's 👍/👎 view stays in memory (clicks after that,
     # or after a restart, are still recorded: the answer is in the feedback store for 90 days)
+    # Communities (README "Running the bot for a community"): scopes other than the default one
+    # (the corpus/index of Settings) live in scopes_dir/NAME/{corpus,index}.
+    scopes_dir: Path = Path("scopes")
+    admin_roles: frozenset[int] = frozenset()  # besides Manage Server, who may run /qabot
+    support_channel: int | None = None  # where "Still need help?" posts the question
+    support_role: int | None = None  # the role it pings (the only mention the bot ever makes)
+    max_upload_bytes: int = 8 * 1024 * 1024  # per file given to /qabot add
+    source_url: str | None = None  # the default scope's source link template (QABOT_SOURCE_URL)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "DiscordConfig":
@@ -221,6 +254,12 @@ class DiscordConfig:
             api_base=env.get("DISCORD_API_BASE") or None,
             gateway_url=env.get("DISCORD_GATEWAY_URL") or None,
             message_content=flag(env.get("QABOT_DISCORD_MESSAGE_CONTENT"), True, "QABOT_DISCORD_MESSAGE_CONTENT"),
+            scopes_dir=Path(env.get("QABOT_SCOPES_DIR") or "scopes"),
+            admin_roles=_ids(env.get("QABOT_ADMIN_ROLES", ""), "QABOT_ADMIN_ROLES"),
+            support_channel=_id(env.get("QABOT_SUPPORT_CHANNEL"), "QABOT_SUPPORT_CHANNEL"),
+            support_role=_id(env.get("QABOT_SUPPORT_ROLE"), "QABOT_SUPPORT_ROLE"),
+            max_upload_bytes=_megabytes(env.get("QABOT_MAX_UPLOAD_MB"), 8, "QABOT_MAX_UPLOAD_MB"),
+            source_url=source_url_template(env),
         )
 
     def allows(self, guild_id: int | None, channel_id: int | None, parent_id: int | None = None) -> bool:

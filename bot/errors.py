@@ -42,6 +42,11 @@ class GoldError(QabotError):
     """A gold file that cannot be read or is malformed."""
 
 
+class UploadRefused(QabotError):
+    """A file given to the Discord bot that will not be added: too large, of another type than
+    its name says, or one the documents cannot hold."""
+
+
 class SettingError(QabotError):
     """A setting (environment variable or flag) with a value that cannot be used."""
 

@@ -28,6 +28,7 @@ BOT_ID = 900000000000000002
 GUILD_ID = 900000000000000010
 CHANNEL_ID = 900000000000000020  # #general
 OTHER_CHANNEL_ID = 900000000000000021  # #random
+FORUM_ID = 900000000000000022  # #help, a forum channel: its posts are threads
 ROLE_ID = 900000000000000030  # @moderators
 BOT_ROLE_ID = 900000000000000031  # the bot's managed role, "@qabot" in the mention picker
 TOKEN = "fake-bot-token"
@@ -160,6 +161,7 @@ class Interaction:
     channel_id: int
     acked: bool = False
     callback_type: int | None = None
+    modal: dict | None = None  # the modal the bot answered with (callback type 9)
     original_id: int | None = None  # the response message: the callback's, or the first follow-up after a defer
     message_ids: set[int] = field(default_factory=set)  # messages sent with this interaction's token
 
@@ -198,8 +200,13 @@ class FakeDiscord:
         self.channels: dict[int, dict] = {
             CHANNEL_ID: self._text_channel(CHANNEL_ID, "general"),
             OTHER_CHANNEL_ID: self._text_channel(OTHER_CHANNEL_ID, "random"),
+            FORUM_ID: {**self._text_channel(FORUM_ID, "help"), "type": 15, "available_tags": [],
+                       "default_reaction_emoji": None, "default_sort_order": None, "default_forum_layout": 0,
+                       "default_thread_rate_limit_per_user": 0, "flags": 0},
         }
         self.messages: dict[int, dict] = {}  # every message by id (bot's and injected)
+        self.cdn: dict[str, bytes] = {}  # attachment id → the file (GET /cdn/attachments/{id}/{name})
+        self.cdn_requests: list[str] = []
         self._ws: web.WebSocketResponse | None = None
         self._ws_lock = asyncio.Lock()
         self._seq = 0
@@ -212,6 +219,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_route("GET", "/", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        app.router.add_route("GET", "/cdn/attachments/{aid}/{filename}", self._cdn)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -312,7 +320,7 @@ class FakeDiscord:
                  "hoist": False, "managed": True, "mentionable": False, "flags": 0,
                  "tags": {"bot_id": str(BOT_ID)}},
             ],
-            "channels": [c for c in self.channels.values() if c["type"] == 0],
+            "channels": [c for c in self.channels.values() if c["type"] in (0, 15)],
             "threads": [], "members": [{**member(BOT_USER), "roles": [str(BOT_ROLE_ID)]}], "voice_states": [], "presences": [],
             "joined_at": "2024-01-01T00:00:00+00:00",
         })
@@ -330,12 +338,59 @@ class FakeDiscord:
     # --- injecting events
 
     async def slash(self, name: str, options: dict | None = None, *, user_id: int = 111, guild: bool = True,
-                    channel_id: int = CHANNEL_ID, permissions: str = "0") -> str:
-        """A user runs /name; returns the interaction token."""
-        data = {"id": self.command_id(name), "name": name, "type": 1,
-                "options": [{"name": k, "type": 3, "value": v} for k, v in (options or {}).items()]}
+                    channel_id: int = CHANNEL_ID, permissions: str = "0", roles: list[int] = ()) -> str:
+        """A user runs /name (e.g. "ask", or "qabot scope set": a command's subcommand) with
+        `options`, typed as the synced command declares them: an attachment option takes
+        (filename, bytes) or (filename, bytes, content_type), served by the fake's CDN route.
+        Returns the interaction token."""
+        path = name.split()
+        command = next(c for c in self.commands if c["name"] == path[0])
+        declared, nested = command.get("options") or [], []
+        container = nested
+        for sub in path[1:]:  # subcommand groups (type 2) and subcommands (type 1)
+            option = next(o for o in declared if o["name"] == sub)
+            entry = {"name": sub, "type": option["type"], "options": []}
+            container.append(entry)
+            container, declared = entry["options"], option.get("options") or []
+        types = {o["name"]: o["type"] for o in declared}
+        resolved: dict[str, dict] = {}
+        for key, value in (options or {}).items():
+            kind = types[key]
+            if kind == 11:  # ATTACHMENT: the id, and the attachment in `resolved`
+                attachment = self.attachment(*value)
+                resolved.setdefault("attachments", {})[attachment["id"]] = attachment
+                value = attachment["id"]
+            container.append({"name": key, "type": kind, "value": value})
+        data = {"id": str(command["id"]), "name": path[0], "type": 1, "options": nested if path[1:] else container}
+        if resolved:
+            data["resolved"] = resolved
         return await self._interaction(2, data, user_id=user_id, guild=guild, channel_id=channel_id,
-                                       permissions=permissions)
+                                       permissions=permissions, roles=roles)
+
+    async def message_command(self, name: str, message: dict, *, user_id: int = 111, permissions: str = "0",
+                              roles: list[int] = ()) -> str:
+        """A user runs the message context menu command `name` (Apps → name) on `message`."""
+        command = next(c for c in self.commands if c["name"] == name and c.get("type") == 3)
+        data = {"id": str(command["id"]), "name": name, "type": 3, "target_id": message["id"],
+                "resolved": {"messages": {message["id"]: message}}}
+        return await self._interaction(2, data, user_id=user_id, guild=True, channel_id=int(message["channel_id"]),
+                                       permissions=permissions, roles=roles)
+
+    def attachment(self, filename: str, content: bytes, content_type: str | None = None) -> dict:
+        """An uploaded file, served at its `url` on the fake's CDN route."""
+        aid = str(snowflake())
+        self.cdn[aid] = content
+        return {"id": aid, "filename": filename, "size": len(content),
+                "url": f"http://127.0.0.1:{self.port}/cdn/attachments/{aid}/{filename}",
+                "proxy_url": f"http://127.0.0.1:{self.port}/cdn/attachments/{aid}/{filename}",
+                **({"content_type": content_type} if content_type else {})}
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        self.cdn_requests.append(request.path)
+        content = self.cdn.get(request.match_info["aid"])
+        if content is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=content, headers={"Content-Type": "application/octet-stream"})
 
     async def click(self, message: dict, custom_id: str, *, user_id: int = 111) -> str:
         """A user clicks the button `custom_id` under `message` (as returned to the bot)."""
@@ -345,8 +400,45 @@ class FakeDiscord:
         return await self._interaction(3, data, user_id=user_id, guild=guild, channel_id=channel_id,
                                        message=message)
 
+    async def submit_modal(self, shown_by: str, values: dict[str, str], *, user_id: int = 111) -> str:
+        """A user submits the modal the bot showed in answer to the interaction `shown_by`, with
+        `values` by text input custom_id (inputs not named are left empty)."""
+        inter = self.interactions[shown_by]
+        assert inter.modal is not None, "the bot showed no modal"
+
+        def filled(component: dict) -> dict:
+            if component.get("type") == 4:
+                return {"type": 4, "custom_id": component["custom_id"], "value": values.get(component["custom_id"], "")}
+            out = {"type": component["type"], "id": component.get("id", 0)}
+            if "components" in component:
+                out["components"] = [filled(c) for c in component["components"]]
+            if "component" in component:
+                out["component"] = filled(component["component"])
+            return out
+
+        data = {"custom_id": inter.modal["custom_id"], "components": [filled(c) for c in inter.modal["components"]]}
+        channel = self.channels.get(inter.channel_id, {})
+        return await self._interaction(5, data, user_id=user_id, guild=channel.get("type") != 1,
+                                       channel_id=inter.channel_id)
+
+    def text_inputs(self, shown_by: str) -> list[dict]:
+        """The text inputs of the modal shown in answer to `shown_by`."""
+        found = []
+
+        def walk(component: dict) -> None:
+            if component.get("type") == 4:
+                found.append(component)
+            for c in component.get("components") or []:
+                walk(c)
+            if component.get("component"):
+                walk(component["component"])
+
+        for c in self.interactions[shown_by].modal["components"]:
+            walk(c)
+        return found
+
     async def _interaction(self, kind: int, data: dict, *, user_id: int, guild: bool, channel_id: int,
-                           permissions: str = "0", message: dict | None = None) -> str:
+                           permissions: str = "0", message: dict | None = None, roles: list[int] = ()) -> str:
         iid, token = snowflake(), f"itoken-{snowflake()}"
         u = user(user_id, f"user{user_id}")
         channel = self.channels.get(channel_id) or {"id": str(channel_id), "type": 1}
@@ -359,7 +451,7 @@ class FakeDiscord:
         if guild:
             payload["guild_id"] = str(GUILD_ID)
             payload["guild_locale"] = "en-US"
-            payload["member"] = member(u, permissions)
+            payload["member"] = {**member(u, permissions), "roles": [str(r) for r in roles]}
         else:
             payload["user"] = u
         if message is not None:
@@ -368,19 +460,38 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return token
 
+    async def forum_post(self, title: str, content: str, *, user_id: int = 111, forum_id: int = FORUM_ID,
+                         mention_bot: bool = False) -> dict:
+        """A user opens a post in a forum channel: a thread (THREAD_CREATE) whose first message
+        has the thread's id, as in Discord. Returns the message."""
+        thread_id = snowflake()
+        thread = {
+            "id": str(thread_id), "guild_id": str(GUILD_ID), "parent_id": str(forum_id), "owner_id": str(user_id),
+            "name": title, "type": 11, "last_message_id": str(thread_id), "message_count": 1, "member_count": 1,
+            "rate_limit_per_user": 0, "flags": 0, "applied_tags": [], "total_message_sent": 1,
+            "thread_metadata": {"archived": False, "auto_archive_duration": 4320, "archive_timestamp": now_iso(),
+                                "locked": False},
+        }
+        self.channels[thread_id] = thread
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return await self.message(content, user_id=user_id, channel_id=thread_id, mention_bot=mention_bot,
+                                  message_id=thread_id)
+
     async def message(self, content: str, *, user_id: int = 111, channel_id: int = CHANNEL_ID,
                       mention_bot: bool = False, mention_roles: list[int] = (), dm: bool = False,
-                      bot: bool = False) -> dict:
-        """A user posts `content`; with `mention_bot` it starts with the bot's mention."""
+                      bot: bool = False, message_id: int | None = None, files: list[tuple] = ()) -> dict:
+        """A user posts `content`; with `mention_bot` it starts with the bot's mention; `files`:
+        (filename, bytes) attachments, served by the CDN route."""
         if mention_bot:
             content = f"<@{BOT_ID}> {content}"
         u = user(user_id, f"user{user_id}", bot=bot)
         data: dict[str, Any] = {
-            "id": str(snowflake()), "channel_id": str(channel_id), "author": u, "content": content,
+            "id": str(message_id or snowflake()), "channel_id": str(channel_id), "author": u, "content": content,
             "timestamp": now_iso(), "edited_timestamp": None, "tts": False,
             "mention_everyone": "@everyone" in content or "@here" in content,
             "mentions": [{**BOT_USER, "member": member(BOT_USER)}] if mention_bot else [],
-            "mention_roles": [str(r) for r in mention_roles], "attachments": [], "embeds": [],
+            "mention_roles": [str(r) for r in mention_roles], "attachments": [self.attachment(*f) for f in files],
+            "embeds": [],
             "pinned": False, "type": 0, "flags": 0, "components": [],
         }
         if dm:
@@ -495,6 +606,11 @@ class FakeDiscord:
             return _error(400, 40060, "Interaction has already been acknowledged.")
         kind, data = body.get("type"), body.get("data") or {}
         resource: dict[str, Any] = {"type": kind}
+        if kind == 9:  # a modal: a title, a custom_id and 1-5 components
+            if not data.get("custom_id") or not 1 <= len(data.get("title") or "") <= 45 or not 1 <= len(
+                    data.get("components") or []) <= 5:
+                return _error(400, 50035, "Invalid Form Body", {"data": {"_errors": [{"message": "bad modal"}]}})
+            inter.modal = data
         if kind in (4, 7):
             if bad := self._invalid(data):
                 return bad

@@ -111,7 +111,7 @@ def test_login_syncs_ask_and_reindex():
             puts = fake.requests_to("PUT", "/applications/")
             assert len(puts) == 1
             commands = {c["name"]: c for c in puts[0].json}
-            assert set(commands) == {"ask", "reindex"}
+            assert set(commands) == {"ask", "reindex", "qabot", "Add to qabot"}
             ask = commands["ask"]
             assert ask["description"] and ask["options"][0]["name"] == "question"
             assert ask["options"][0]["description"] and ask["options"][0]["required"]
@@ -501,10 +501,19 @@ def test_vote_is_recorded(tmp_path):
             assert (vote.user_id, vote.vote, vote.question) == ("4242", "up", "When will Russia leave?")
             assert vote.answer == short_answer("").text
             assert [s["n"] for s in vote.sources] == [1, 2] and vote.ref == f"discord:{message['id']}"
-            # Changing one's mind replaces the vote.
+            # Changing one's mind replaces the vote; 👎 asks for an optional reason in a modal.
             click = await fake.click(message, down, user_id=4242)
-            await fake.wait_for(lambda: fake.sent_for(click), 5, "the second acknowledgement")
-            assert [v.vote for v in FeedbackStore(db).list()] == ["down"]
+            await fake.wait_for(lambda: fake.interactions[click].modal, 5, "the reason modal")
+            assert [v.vote for v in FeedbackStore(db).list()] == ["down"]  # counted before any reason
+            (reason_input,) = fake.text_inputs(click)
+            assert reason_input["required"] is False
+            submitted = await fake.submit_modal(click, {reason_input["custom_id"]: "  It quotes the\n2019 plan. "},
+                                                user_id=4242)
+            await fake.wait_for(lambda: fake.sent_for(submitted), 5, "the thanks")
+            (thanks,) = fake.sent_for(submitted)
+            assert thanks.payload["flags"] & 64 and "noted" in thanks.payload["content"]
+            (vote,) = FeedbackStore(db).list()
+            assert (vote.vote, vote.reason) == ("down", "It quotes the 2019 plan.")
 
     run(body())
 
@@ -525,8 +534,7 @@ def test_votes_still_count_after_a_restart(tmp_path):
             message = shown["message"]
             up, down = (b["custom_id"] for b in message["components"][0]["components"])
             click = await fake.click(message, down, user_id=7)
-            await fake.wait_for(lambda: fake.sent_for(click), 5, "the acknowledgement")
-            assert "noted" in fake.sent_for(click)[0].payload["content"]
+            await fake.wait_for(lambda: fake.interactions[click].modal, 5, "the reason modal")
             # Once the stored answer has expired, a click says so instead of failing.
             with sqlite3.connect(db) as conn:
                 conn.execute("DELETE FROM answers")

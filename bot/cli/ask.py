@@ -1,6 +1,7 @@
 """`qabot ask`: one answer (or one per line of standard input), for people or, with --json, scripts."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -9,8 +10,10 @@ import click
 from bot.cli.options import CONTEXT, k_option, llm_option, location_options, make_settings
 from bot.cli.pipeline import open_qa
 from bot.cli.terminal import make_console, print_answer
+from bot.config import source_url_template
 from bot.errors import QuestionError
 from bot.qa.question import clean_question
+from bot.source_links import check_template, source_url
 
 # The pipeline (Chroma, numpy, the embedding runtime) is imported inside the commands that use it:
 # importing it costs ~1.3 s, and `qabot --help` or a mistyped flag should answer at once.
@@ -29,9 +32,13 @@ def ask(question, corpus, index_dir, chroma_url, k, as_json, llm):
     each in turn (the model loads once):
       printf 'when?\\nwho?\\n' | qabot ask --json -
 
-    If the index is missing or the corpus changed, ask ingests first.
+    If the index is missing or the corpus changed, ask ingests first. With QABOT_SOURCE_URL
+    (e.g. https://docs.python.org/3/{path_without_suffix}.html#{section_anchor}) each
+    source is followed by its public page ("url" in --json).
     """
     settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
+    template = source_url_template()
+    link = functools.partial(source_url, check_template(template)) if template else None
     if question != "-":
         clean_question(question)  # fail fast, before loading anything
     qa = open_qa(settings, quiet=as_json)
@@ -50,19 +57,19 @@ def ask(question, corpus, index_dir, chroma_url, k, as_json, llm):
                 console.print(f"[red]{exc}[/]")
             continue
         if as_json:
-            click.echo(json.dumps(answer_json(answer), ensure_ascii=False))
+            click.echo(json.dumps(answer_json(answer, link), ensure_ascii=False))
             sys.stdout.flush()  # one line per question as it is answered, for scripts
             continue
         if piped:
             console.print(f"[bold]Q:[/] {q}")
-        print_answer(console, answer)
+        print_answer(console, answer, link=link)
         if piped:
             console.print()
 
 
-def answer_json(answer) -> dict:
-    """The documented `ask --json` object."""
-    return {
+def answer_json(answer, link=None) -> dict:
+    """The documented `ask --json` object (each citation's "url" with a source link template)."""
+    result = {
         "question": answer.question,
         "answer": answer.text,
         "refused": answer.refused,
@@ -77,3 +84,7 @@ def answer_json(answer) -> dict:
         ],
         "timings_ms": answer.timings_ms,
     }
+    if link is not None:
+        for c, out in zip(answer.citations, result["citations"]):
+            out["url"] = link(c)
+    return result

@@ -102,17 +102,19 @@ def answer_text(answer: Answer) -> Text:
     return text
 
 
-def print_answer(console: Console, answer: Answer, full_sources: bool = False) -> None:
+def print_answer(console: Console, answer: Answer, full_sources: bool = False, link=None) -> None:
+    """`link` (bot.source_links.source_url with a template) gives each passage's public page."""
     print_wrapped(console, answer_text(answer))
     if answer.citations:
         heading = "Closest passages" if answer.refused else "Sources"
         console.print()
         console.print(Text(heading, style="underline"))
-        print_sources(console, answer, full=full_sources)
+        print_sources(console, answer, full=full_sources, link=link)
 
 
-def print_sources(console: Console, answer: Answer, full: bool = False) -> None:
-    """The numbered passages under their documents' titles (see the module docstring)."""
+def print_sources(console: Console, answer: Answer, full: bool = False, link=None) -> None:
+    """The numbered passages under their documents' titles (see the module docstring), each
+    followed by its public page where `link` gives one."""
     for group in source_groups(answer.citations):
         first = group[0]
         title = plain_label(first.title, first.source) or first.source
@@ -131,3 +133,6 @@ def print_sources(console: Console, answer: Answer, full: bool = False) -> None:
                     print_wrapped(console, line, indent=hang)
             else:
                 print_wrapped(console, marker.append_text(quote_text(c)), indent=INDENT, hang=hang)
+            url = link(c) if link else None
+            if url:
+                print_wrapped(console, Text(url, style=f"dim link {url}"), indent=hang)

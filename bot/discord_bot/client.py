@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Callable, Iterator
+from typing import Callable
 
 import discord
 import yarl
@@ -14,15 +14,14 @@ from bot.config import DiscordConfig
 from bot.errors import one_line
 from bot.discord_bot.cogs.admin import AdminCog
 from bot.discord_bot.cogs.ask import AskCog
+from bot.discord_bot.library import OneCorpus
+from bot.discord_bot.ratelimit import RateLimiter
+from bot.discord_bot.scopes import DEFAULT_SCOPE, Resolution, ScopeStore
 from bot.feedback.votes import FeedbackStore
-from bot.schema import Answer, Turn
 
 log = logging.getLogger(__name__)
 
-AnswerFn = Callable[[str, list[Turn]], Answer]
-# With an LLM: the answer's text deltas as they are written (unverified), then the final Answer.
-StreamFn = Callable[[str, list[Turn]], Iterator["str | Answer"]]
-ReindexFn = Callable[[], str]
+HANDOFF_LIMIT = (3, 3600.0)  # hand-offs to the support team per user per hour
 
 def apply_endpoints(config: DiscordConfig) -> None:
     """Point discord.py at another REST base / gateway (a local fake, a proxy); default: real Discord."""
@@ -37,16 +36,17 @@ class StartupError(RuntimeError):
 
 
 class QABot(commands.Bot):
-    """Holds the answer/reindex functions and the config; the features live in the cogs, which
-    reach these as attributes of the bot they are given (they never import this module).
+    """Holds the library of scopes, the scope settings and the config; the features live in the
+    cogs, which reach these as attributes of the bot they are given (they never import this module).
 
-    `stream_fn` (None without an LLM) makes answers appear as they are written.
+    `answer_fn` is either a library (library.Library, what `qabot discord` gives: answer, stream,
+    reindex, add, remove and sources per scope) or, as before scopes, a function answering
+    (question, history) from the one corpus, with `reindex_fn` and `stream_fn` (None without an
+    LLM): that corpus is then the default scope (library.OneCorpus).
     """
 
-    def __init__(
-        self, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig,
-        warm_up: Callable[[], None] | None = None, stream_fn: StreamFn | None = None,
-    ):
+    def __init__(self, answer_fn, reindex_fn, config: DiscordConfig, warm_up: Callable[[], None] | None = None,
+                 stream_fn: Callable | None = None, scopes: ScopeStore | None = None):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here: no warning
         intents = discord.Intents.default()
         intents.message_content = config.message_content
@@ -58,12 +58,31 @@ class QABot(commands.Bot):
             chunk_guilds_at_startup=False,
             guild_ready_timeout=config.guild_ready_timeout,
         )
-        self.answer_fn = answer_fn
-        self.stream_fn = stream_fn
-        self.reindex_fn = reindex_fn
-        self.config = config
+        self.library = answer_fn if callable(getattr(answer_fn, "answer", None)) else \
+            OneCorpus(answer_fn, reindex_fn, stream_fn)
         self.warm_up = warm_up
+        self.config = config
         self.feedback = FeedbackStore(config.feedback_db)  # votes and the answers they are about
+        # "Still need help?" pings people: once per answer, and a few times an hour per user.
+        self.handoffs = RateLimiter(*HANDOFF_LIMIT)
+        self.handed_off: set[str] = set()  # answer ids already passed on (since this process started)
+        self.scopes = scopes if scopes is not None else ScopeStore(config.feedback_db.with_name("scopes.sqlite3"))
+
+    def scope_here(self, guild_id: int | None, channel_id: int | None, parent_id: int | None = None) -> Resolution:
+        """Which scope answers in this channel (a thread: its parent's), after the allow-lists."""
+        if not self.config.allows(guild_id, channel_id, parent_id):
+            return Resolution(None, "not in the bot's allowed servers/channels (QABOT_ALLOWED_*)")
+        if guild_id is None:  # DMs are answered from the default scope, if the bot has one
+            exists = getattr(self.library, "exists", lambda name: True)
+            if not exists(DEFAULT_SCOPE):
+                return Resolution(None, "a direct message, and the bot has no default scope")
+            return Resolution(DEFAULT_SCOPE, "a direct message: the default scope")
+        return self.scopes.resolve(guild_id, channel_id, parent_id)
+
+    def url_template(self, scope: str) -> str | None:
+        """The scope's source link template: set with /qabot scope links, else (default scope)
+        QABOT_SOURCE_URL."""
+        return self.scopes.url_template(scope) or (self.config.source_url if scope == DEFAULT_SCOPE else None)
 
     async def setup_hook(self) -> None:
         # After login (so a bad token fails fast), before the gateway connects.
@@ -85,16 +104,14 @@ class QABot(commands.Bot):
         log.info("logged in as %s (id %s) in %d guild(s)", self.user, self.user.id if self.user else "?", len(self.guilds))
 
 
-def run_bot(
-    token: str, answer_fn: AnswerFn, reindex_fn: ReindexFn, config: DiscordConfig,
-    warm_up: Callable[[], None] | None = None, stream_fn: StreamFn | None = None,
-) -> None:
-    """Run the bot until interrupted (Ctrl-C or SIGTERM).
+def run_bot(token: str, answer_fn, reindex_fn, config: DiscordConfig, warm_up: Callable[[], None] | None = None,
+            stream_fn: Callable | None = None) -> None:
+    """Run the bot until interrupted (Ctrl-C or SIGTERM). `answer_fn`...`stream_fn` are QABot's.
 
-    `warm_up` (blocking) runs in a thread once the token is accepted, before the gateway connects.
-    `stream_fn` (blocking generator, consumed in a thread), if given, is used instead of `answer_fn`.
-    Raises discord.LoginFailure for a rejected token, discord.PrivilegedIntentsRequired if the
-    message content intent is not enabled for the application, StartupError if `warm_up` fails.
+    `warm_up` (blocking) runs in a thread once the token is accepted, before the gateway
+    connects. Raises discord.LoginFailure for a rejected token, discord.PrivilegedIntentsRequired
+    if the message content intent is not enabled for the application, StartupError if the
+    warm-up fails.
     """
     apply_endpoints(config)
 

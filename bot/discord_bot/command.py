@@ -1,18 +1,18 @@
-"""`qabot discord`: the bot process. It builds the answer, stream and reindex functions over one
-shared QA pipeline and hands them to the client (bot/discord_bot/client.py)."""
+"""`qabot discord`: the bot process. It opens the scope settings and the library of scopes (the
+default one is the corpus/index given here) and hands them to the client (client.py)."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
-import threading
 from pathlib import Path
 
 import click
 
 from bot.cli.options import CONTEXT, k_option, llm_option, location_options, make_settings
 from bot.config import DiscordConfig, load_dotenv
-from bot.errors import IndexProblem, QabotError, one_line
+from bot.errors import QabotError, one_line
 
 DISCORD_API = "https://discord.com/api/v10"
 
@@ -48,6 +48,12 @@ def discord_command(corpus, index_dir, chroma_url, k, llm, verbose: bool) -> Non
     QABOT_RATE_LIMIT (default 5/60), QABOT_DISCORD_DMS, QABOT_DISCORD_MESSAGE_CONTENT,
     QABOT_FEEDBACK_DB, DISCORD_API_BASE, DISCORD_GATEWAY_URL.
 
+    For a community (README, "Running the bot for a community"): scopes live in
+    QABOT_SCOPES_DIR (default scopes/) and are set per channel with /qabot;
+    QABOT_ADMIN_ROLES (besides Manage Server), QABOT_SUPPORT_CHANNEL and
+    QABOT_SUPPORT_ROLE ("Still need help?"), QABOT_MAX_UPLOAD_MB (default 8),
+    QABOT_SOURCE_URL (the default scope's source links).
+
     With --llm (or QABOT_LLM) answers are written by the chat model and appear as they are
     written, then are replaced by the verified answer. /reindex re-syncs the index with its
     corpus folder, but never removes the documents of an index built from another folder, nor
@@ -60,6 +66,10 @@ def discord_command(corpus, index_dir, chroma_url, k, llm, verbose: bool) -> Non
 
     try:
         config = DiscordConfig.from_env()
+        if config.source_url:
+            from bot.source_links import check_template
+
+            check_template(config.source_url)
         settings = make_settings(corpus, index_dir, chroma_url, k=k, llm=llm)
     except QabotError as e:
         _fail(str(e))
@@ -73,39 +83,23 @@ def discord_command(corpus, index_dir, chroma_url, k, llm, verbose: bool) -> Non
     import discord
 
     from bot.discord_bot.client import StartupError, run_bot
-    from bot.qa.pipeline import QA
+    from bot.discord_bot.library import Library
+    from bot.discord_bot.scopes import DEFAULT_SCOPE, open_scope_store
 
-    qa: list = []  # the QA pipeline, loaded once (in `warm_up`, right after login)
-    qa_lock = threading.Lock()
-
-    def load_qa():
-        with qa_lock:
-            if not qa:
-                _check_index(settings)  # as `ask` would: no index, a damaged or empty one is one line
-                pipeline = QA(settings)
-                if hasattr(pipeline, "warm_up"):
-                    pipeline.warm_up()
-                qa.append(pipeline)
-            return qa[0]
-
-    def answer_fn(question, history):
-        return load_qa().answer(question, history=history)
-
-    def stream_fn(question, history):
-        """With an LLM: the answer's text as it is written, then the verified Answer (QA.stream)."""
-        yield from load_qa().stream(question, history=history)
-
-    def reindex_fn() -> str:
-        summary = reindex(settings)
-        pipeline = load_qa()
-        if hasattr(pipeline, "refresh"):
-            pipeline.refresh()  # pick up the new index generation
-        return summary
+    try:
+        open_scope_store(config.feedback_db.with_name("scopes.sqlite3"))  # a damaged file: one line, now
+    except QabotError as e:
+        _fail(str(e))
+    # Every scope's QA, loaded once on first use, sharing one embedder; the default scope is the
+    # corpus/index given here (loaded at start-up, as before scopes existed).
+    library = Library(settings, config.scopes_dir, make_qa=_checked_qa)
+    stream_fn = functools.partial(library.stream, DEFAULT_SCOPE) if settings.llm else None
 
     api = (config.api_base or DISCORD_API).rstrip("/")
     try:
         # QA builds the LLM answerer whenever settings.llm is set (or fails to start): stream then.
-        run_bot(token, answer_fn, reindex_fn, config, warm_up=load_qa, stream_fn=stream_fn if settings.llm else None)
+        run_bot(token, library, functools.partial(library.reindex, DEFAULT_SCOPE), config,
+                warm_up=library.warm_up, stream_fn=stream_fn)
     except discord.LoginFailure:
         _fail("Discord rejected the token (401 Unauthorized): check DISCORD_TOKEN.")
     except discord.PrivilegedIntentsRequired:
@@ -124,42 +118,16 @@ def discord_command(corpus, index_dir, chroma_url, k, llm, verbose: bool) -> Non
         _fail(f"could not load the question-answering pipeline: {e}", code=1)
 
 
-def _check_index(settings) -> None:
-    """What `ask` would say before answering: no index, a damaged one, an empty one, or one whose
-    vectors are gone is one line (exit 2) here too; vectors partly missing are a warning."""
-    from bot.ingest.status import index_state, lacking, unusable
+def _checked_qa(name, settings, embedder):
+    """library.open_qa, its warnings (vectors partly missing) on stderr."""
+    from bot.discord_bot.library import open_qa
 
-    state = index_state(settings)
-    if state is None:
-        raise IndexProblem(f"no index at {settings.chroma_url or settings.index}; run `qabot ingest` first")
-    problem = unusable(settings, state)
-    if problem:
-        raise IndexProblem(problem)
-    warning = lacking(settings, state)
-    if warning:
-        click.echo(f"Warning: {warning}", err=True)
+    return open_qa(name, settings, embedder, warn=lambda line: click.echo(f"Warning: {line}", err=True))
 
 
 def reindex(settings) -> str:
-    """What /reindex does: re-sync the index with its corpus and return the summary line. Never
-    re-syncs an index built from another folder, nor removes every document or most of them
-    (IndexProblem, one line, instead)."""
-    from bot.errors import RemovalRefused
-    from bot.ingest.pipeline import ingest
-    from bot.ingest.status import foreign_corpus, index_state, ingest_command
+    """What /reindex does for a bot with one corpus: re-sync the index with it (library.Library.reindex)."""
+    from bot.discord_bot.library import Library
+    from bot.discord_bot.scopes import DEFAULT_SCOPE
 
-    note = foreign_corpus(settings, index_state(settings))
-    if note:
-        raise IndexProblem(note)
-    refused = []
-
-    def never(removal) -> bool:
-        refused.append(removal)
-        return False
-
-    try:
-        report = ingest(settings, confirm_removal=never)
-    except RemovalRefused:
-        raise IndexProblem(f"not re-syncing: that would remove {refused[0].what()}; "
-                           f"run `{ingest_command(settings)}` on the bot's machine to do it") from None
-    return report.summary_line()
+    return Library(settings, Path("scopes")).reindex(DEFAULT_SCOPE)

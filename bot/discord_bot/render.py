@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import discord
 
@@ -117,35 +118,47 @@ def short_quote(c: Citation, limit: int = QUOTE_CHARS) -> str:
     return ("…" if ex.cut_before else "") + text + ("…" if ex.cut_after else "")
 
 
-def _where(c: Citation, with_source: bool) -> str:
-    """The passage's section and page (and its file, if `with_source` and not the title)."""
+LinkFn = Callable[[Citation], "str | None"]  # a citation's public page (bot.source_links.source_url)
+
+
+def _where(c: Citation, with_source: bool, link: LinkFn | None = None) -> str:
+    """The passage's section and page (and its file, if `with_source` and not the title); with a
+    `link`, the section (or "page") links to the passage's public page."""
     where = [x for x in (plain_label(c.section, c.source), f"p. {c.page}" if c.page else "") if x]
-    if with_source and c.source and c.source != c.title:
+    url = link(c) if link else None
+    if url and len(url) <= 512:
+        label = discord.utils.escape_markdown(clip(where[0] if where else "page", 120)).replace("]", "\\]")
+        where = [f"[{label}]({url})"] + where[1:]
+    if with_source and c.source and c.source != c.title and not url:
         where.append(f"`{clip(c.source.replace('`', ''), 120)}`")
-    return clip(" · ".join(where), 300)
+    text = " · ".join(where)
+    return text if len(text) <= 700 else clip(text.replace(f"({url})", ""), 300)
 
 
 def _title(c: Citation) -> str:
     return plain_label(c.title, c.source) or c.source
 
 
-def source_field(c: Citation) -> tuple[str, str]:
+def source_field(c: Citation, link: LinkFn | None = None) -> tuple[str, str]:
     """(name, value) of the embed field of a document cited once: `[n] Title`, then where in it
     and the quote."""
     name = clip(f"[{c.n}] {_title(c)}", FIELD_NAME_MAX)
     quote = short_quote(c)
-    value = "\n".join(x for x in (_where(c, with_source=True), f"> {quote}" if quote else "") if x) or "\u200b"
+    where = _where(c, with_source=True, link=link)
+    value = "\n".join(x for x in (where, f"> {quote}" if quote else "") if x) or "\u200b"
+    if len(value) > FIELD_VALUE_MAX and quote:  # keep the link whole: the quote gives way
+        value = where + "\n" + clip(f"> {quote}", FIELD_VALUE_MAX - len(where) - 1)
     return name, clip(value, FIELD_VALUE_MAX)
 
 
-def source_fields(citations: list[Citation]) -> list[tuple[str, str]]:
+def source_fields(citations: list[Citation], link: LinkFn | None = None) -> list[tuple[str, str]]:
     """The (name, value) embed fields of the sources, in [n] order: consecutive passages of one
     document share one field under its title (`[1, 2] Title`), each passage with its own [n];
     a group too long for one field goes on in the next, under the same title."""
     fields = []
     for group in source_groups(citations):
         if len(group) == 1:
-            fields.append(source_field(group[0]))
+            fields.append(source_field(group[0], link))
             continue
         first = group[0]
         head = f"`{clip(first.source.replace('`', ''), 120)}`" if first.source and first.source != first.title else ""
@@ -153,7 +166,7 @@ def source_fields(citations: list[Citation]) -> list[tuple[str, str]]:
         passages: list[tuple[int, str]] = []
         for c in group:
             quote = short_quote(c)
-            lines = [f"**[{c.n}]** {_where(c, with_source=False)}".rstrip()] + ([f"> {quote}"] if quote else [])
+            lines = [f"**[{c.n}]** {_where(c, with_source=False, link=link)}".rstrip()] + ([f"> {quote}"] if quote else [])
             passages.append((c.n, clip("\n".join(lines), room)))
         # As many passages per field as fit.
         batch: list[tuple[int, str]] = []
@@ -172,8 +185,9 @@ def source_fields(citations: list[Citation]) -> list[tuple[str, str]]:
     return fields
 
 
-def render_answer(answer: Answer) -> list[Message]:
-    """The messages that show `answer`: its text (with [n] markers), then its numbered sources.
+def render_answer(answer: Answer, link: LinkFn | None = None) -> list[Message]:
+    """The messages that show `answer`: its text (with [n] markers), then its numbered sources
+    (each linked to its public page by `link`, where it gives one).
 
     A refusal shows the refusal sentence and, if the answer carries any, the closest passages.
     """
@@ -190,7 +204,7 @@ def render_answer(answer: Answer) -> list[Message]:
 
     heading = "Closest passages" if answer.refused else "Sources"
     sources: discord.Embed | None = None
-    for name, value in source_fields(answer.citations):
+    for name, value in source_fields(answer.citations, link):
         if sources is None or len(sources.fields) >= FIELDS_MAX or (
             len(sources) + len(name) + len(value) > EMBED_CHARS_PER_MESSAGE
         ):

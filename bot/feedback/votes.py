@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS answers (
     sources TEXT NOT NULL,
     refused INTEGER NOT NULL DEFAULT 0,
     answerer TEXT
+);
+CREATE TABLE IF NOT EXISTS reasons (
+    ref TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (ref, user_id)
 )
 """
 
@@ -57,6 +64,8 @@ class Vote:
     refused: bool
     answerer: str | None
     ref: str | None  # where the answer was shown, e.g. "discord:<message id>"
+    reason: str | None = None  # what the user said was wrong (👎, optional)
+    scope: str | None = None  # the Discord scope that answered
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -64,6 +73,7 @@ class Vote:
 
 class FeedbackStore(SQLiteStore):
     SCHEMA = _SCHEMA
+    ADDED_COLUMNS = (("answers", "scope", "TEXT"), ("votes", "scope", "TEXT"))
 
     def __init__(self, path: str | os.PathLike | None = None):
         super().__init__(path if path else feedback_db_path())
@@ -72,25 +82,47 @@ class FeedbackStore(SQLiteStore):
         conn.execute("DELETE FROM answers WHERE created_at < ?", (time.time() - ANSWER_DAYS * 86400,))
 
     def save_answer(self, answer_id: str, *, question: str, answer: str, sources: list[dict],
-                    refused: bool = False, answerer: str | None = None) -> None:
-        """Keep an answer shown with vote buttons, for votes cast on it later."""
+                    refused: bool = False, answerer: str | None = None, scope: str | None = None) -> None:
+        """Keep an answer shown with vote buttons, for votes cast on it later (and for
+        `qabot feedback report`: every question the bot answered or refused)."""
         with self._open() as conn:
             with conn:
-                conn.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                conn.execute("INSERT OR REPLACE INTO answers (answer_id, created_at, question, answer, sources,"
+                             " refused, answerer, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              (answer_id, time.time(), question, answer, json.dumps(sources, ensure_ascii=False),
-                              int(refused), answerer))
+                              int(refused), answerer, scope))
 
     def saved_answer(self, answer_id: str) -> dict | None:
         """What `save_answer` kept (keyword arguments for `record`), or None if unknown or expired."""
         if not self.path.exists():
             return None
         with self._open() as conn:
-            row = conn.execute("SELECT question, answer, sources, refused, answerer FROM answers WHERE answer_id = ?",
-                               (answer_id,)).fetchone()
+            row = conn.execute("SELECT question, answer, sources, refused, answerer, scope FROM answers"
+                               " WHERE answer_id = ?", (answer_id,)).fetchone()
         if row is None:
             return None
-        return {"question": row[0], "answer": row[1], "sources": json.loads(row[2]), "refused": bool(row[3]),
-                "answerer": row[4]}
+        saved = {"question": row[0], "answer": row[1], "sources": json.loads(row[2]), "refused": bool(row[3]),
+                 "answerer": row[4]}
+        if row[5] is not None:
+            saved["scope"] = row[5]
+        return saved
+
+    def answers_since(self, since: float) -> list[dict]:
+        """Every answer shown since `since` (a time.time()), oldest first."""
+        if not self.path.exists():
+            return []
+        with self._open() as conn:
+            rows = conn.execute("SELECT created_at, question, answer, sources, refused, scope FROM answers"
+                                " WHERE created_at >= ? ORDER BY created_at", (since,)).fetchall()
+        return [{"created_at": r[0], "question": r[1], "answer": r[2], "sources": json.loads(r[3]),
+                 "refused": bool(r[4]), "scope": r[5]} for r in rows]
+
+    def record_reason(self, *, ref: str, user_id: int | str, reason: str) -> None:
+        """What a user said was wrong with an answer they voted 👎 on (`ref` as in `record`)."""
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._open() as conn:
+            with conn:
+                conn.execute("INSERT OR REPLACE INTO reasons VALUES (?, ?, ?, ?)", (ref, str(user_id), reason, when))
 
     def record(
         self,
@@ -104,17 +136,18 @@ class FeedbackStore(SQLiteStore):
         answerer: str | None = None,
         ref: str | None = None,
         created_at: datetime | None = None,
+        scope: str | None = None,
     ) -> None:
         if vote not in VOTES:
             raise ValueError(f"vote must be one of {VOTES}, not {vote!r}")
         when = (created_at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
         row = (when, str(user_id), vote, question, answer, json.dumps(sources, ensure_ascii=False),
-               int(refused), answerer, ref)
+               int(refused), answerer, ref, scope)
         with self._open() as conn:
             with conn:
                 conn.execute(
-                    "INSERT INTO votes (created_at, user_id, vote, question, answer, sources, refused, answerer, ref)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO votes (created_at, user_id, vote, question, answer, sources, refused, answerer, ref,"
+                    " scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (ref, user_id) DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
                     row,
                 )
@@ -124,13 +157,15 @@ class FeedbackStore(SQLiteStore):
         if not self.path.exists():
             return []
         with self._open() as conn:
-            sql = "SELECT id, created_at, user_id, vote, question, answer, sources, refused, answerer, ref FROM votes"
+            sql = ("SELECT v.id, v.created_at, v.user_id, v.vote, v.question, v.answer, v.sources, v.refused,"
+                   " v.answerer, v.ref, r.reason, v.scope FROM votes v LEFT JOIN reasons r"
+                   " ON r.ref = v.ref AND r.user_id = v.user_id AND v.vote = 'down'")
             if limit is not None:
-                sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)})"
-            rows = conn.execute(sql + " ORDER BY id").fetchall()
+                sql = f"SELECT * FROM ({sql} ORDER BY v.id DESC LIMIT {int(limit)})"
+            rows = conn.execute(sql + " ORDER BY 1").fetchall()
         return [
             Vote(id=r[0], created_at=r[1], user_id=r[2], vote=r[3], question=r[4], answer=r[5],
-                 sources=json.loads(r[6]), refused=bool(r[7]), answerer=r[8], ref=r[9])
+                 sources=json.loads(r[6]), refused=bool(r[7]), answerer=r[8], ref=r[9], reason=r[10], scope=r[11])
             for r in rows
         ]
 

@@ -1,11 +1,13 @@
 """Questions: the `/ask` slash command, `@bot question` (answered in a new thread), follow-ups in
-that thread without a mention, DMs, and the 👍/👎 buttons under every answer.
+that thread without a mention, posts in forums that have a scope, DMs, and the buttons under
+every answer. Each is answered from the scope of its channel (client.QABot.scope_here), or not at all.
 
-With an LLM (the bot has a `stream_fn`) answers appear as they are written, in one message that is
+With an LLM (the library `streams`) answers appear as they are written, in one message that is
 edited in place and finally replaced by the verified answer (see `stream.LiveMessage`)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import uuid
@@ -22,8 +24,9 @@ from bot.discord_bot.render import clip, plain, render_answer
 from bot.discord_bot.stream import LiveMessage
 from bot.errors import QabotError
 from bot.feedback.conversations import ConversationStore
-from bot.discord_bot.views import VoteButton, answer_sources, vote_view
+from bot.discord_bot.views import HelpButton, VoteButton, answer_sources, vote_view
 from bot.schema import Answer, Turn
+from bot.source_links import source_url
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -37,10 +40,9 @@ def slow_down_text(wait: float) -> str:
     return f"You're asking questions a little fast — please wait {max(1, round(wait))} s and try again."
 
 
-
-
-
-
+def is_forum_post(channel) -> bool:
+    """A thread that is a post of a forum channel (its first message is the question)."""
+    return isinstance(channel, discord.Thread) and isinstance(channel.parent, discord.ForumChannel)
 
 
 class AskCog(commands.Cog):
@@ -49,7 +51,7 @@ class AskCog(commands.Cog):
         self.config = bot.config
         self.limiter = RateLimiter(*bot.config.rate_limit)
         self.feedback = bot.feedback
-        bot.add_dynamic_items(VoteButton)  # clicks on buttons of answers shown before a restart
+        bot.add_dynamic_items(VoteButton, HelpButton)  # clicks on buttons of answers shown before a restart
         # Threads the bot opened (and DM channels) → their earlier Q/A, oldest first; also on disk,
         # next to the votes, so follow-ups still work after a restart.
         self.conversations: OrderedDict[int, list[Turn]] = OrderedDict()
@@ -57,32 +59,37 @@ class AskCog(commands.Cog):
                                                keep=bot.config.history_turns)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    # -- the shared path: question → answer_fn (or stream_fn) in a worker thread → rendered messages
+    # -- the shared path: scope + question → the bot's library (QA.answer or QA.stream of that
+    #    scope) in a worker thread → rendered messages
 
-    async def answer(self, question: str, history: list[Turn], live: LiveMessage | None = None) -> Answer:
-        """The answer to `question`; with an LLM and a `live` message, shown while it is written."""
-        if live is not None and self.bot.stream_fn is not None:
-            return await live.stream(self.bot.stream_fn, question, list(history))
-        # answer_fn blocks (retrieval, models): never on the event loop, or the gateway heartbeat stalls.
-        return await asyncio.to_thread(self.bot.answer_fn, question, list(history))
+    async def answer(self, scope: str, question: str, history: list[Turn], live: LiveMessage | None = None) -> Answer:
+        """The answer to `question` from `scope`; with an LLM and a `live` message, shown while it is written."""
+        library = self.bot.library
+        if live is not None and library.streams:
+            return await live.stream(functools.partial(library.stream, scope), question, list(history))
+        # Answering blocks (retrieval, models): never on the event loop, or the gateway heartbeat stalls.
+        return await asyncio.to_thread(library.answer, scope, question, list(history))
 
     def live_message(self, send: Callable[..., Awaitable[discord.Message | None]], **every) -> LiveMessage | None:
         """Where a streamed answer is shown as it grows (None without an LLM): a message sent with `send`."""
-        if self.bot.stream_fn is None:
+        if not self.bot.library.streams:
             return None
         return LiveMessage(lambda text: send(text, allowed_mentions=NO_MENTIONS, **every))
 
     async def send_answer(
-        self, send: Callable[..., Awaitable[discord.Message | None]], answer: Answer,
+        self, send: Callable[..., Awaitable[discord.Message | None]], answer: Answer, scope: str,
         reference: discord.MessageReference | None = None, live: LiveMessage | None = None, **every,
     ) -> None:
         """Send `answer` as one or more messages; the first replies to `reference` (or replaces the
-        streamed text of `live`), the last has the votes."""
-        messages = render_answer(answer)
+        streamed text of `live`), the last has the votes (and "Still need help?" where support is set)."""
+        template = self.bot.url_template(scope)
+        link = functools.partial(source_url, template) if template else None
+        messages = render_answer(answer, link=link)
         answer_id = uuid.uuid4().hex
         try:
             await asyncio.to_thread(self.feedback.save_answer, answer_id, question=answer.question, answer=answer.text,
-                                    sources=answer_sources(answer), refused=answer.refused, answerer=answer.answerer)
+                                    sources=answer_sources(answer, link), refused=answer.refused,
+                                    answerer=answer.answerer, scope=scope)
         except Exception:  # no buttons then, rather than buttons that cannot record
             log.exception("could not store the answer for votes")
             answer_id = None
@@ -92,7 +99,8 @@ class AskCog(commands.Cog):
                 kwargs["reference"] = reference
             view = None
             if i == len(messages) - 1 and answer_id is not None:
-                view = kwargs["view"] = vote_view(answer_id, self.config.vote_timeout)
+                view = kwargs["view"] = vote_view(answer_id, self.config.vote_timeout,
+                                                  support=bool(self.config.support_channel or self.config.support_role))
             if i == 0 and live is not None and await live.finish(
                 content=None, embeds=message.embeds, allowed_mentions=NO_MENTIONS, **({"view": view} if view else {})
             ):
@@ -114,7 +122,8 @@ class AskCog(commands.Cog):
     async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 1, 1000]) -> None:
         """Ask a question; the answer cites the documents it comes from."""
         channel = interaction.channel
-        if not self.config.allows(interaction.guild_id, interaction.channel_id, getattr(channel, "parent_id", None)):
+        scope = self.bot.scope_here(interaction.guild_id, interaction.channel_id, getattr(channel, "parent_id", None)).scope
+        if scope is None:
             await interaction.response.send_message(NOT_HERE_TEXT, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         wait = self.limiter.hit(interaction.user.id)
@@ -124,11 +133,11 @@ class AskCog(commands.Cog):
         await interaction.response.defer(thinking=True)
         live = self.live_message(interaction.followup.send, wait=True)
         try:
-            answer = await self.answer(question, [], live)
+            answer = await self.answer(scope, question, [], live)
         except Exception as e:
             await self.send_error(interaction.followup.send, self._error_text(e, question), live)
             return
-        await self.send_answer(interaction.followup.send, answer, live=live, wait=True)
+        await self.send_answer(interaction.followup.send, answer, scope, live=live, wait=True)
 
     # -- @mention, thread follow-ups, DMs
 
@@ -142,12 +151,18 @@ class AskCog(commands.Cog):
         if message.guild is None and not self.config.answer_dms:
             return
         mentioned = self._mentions_me(message)
+        here = self.bot.scope_here(message.guild.id if message.guild else None, channel.id,
+                                   getattr(channel, "parent_id", None))
+        scope = here.scope
+        # Every post of a forum whose scope an admin set is a question (not so in a server nobody
+        # configured: a bot set up before scopes answered mentions only, and still does).
+        forum_post = is_forum_post(channel) and here.chosen
         if message.guild is not None:
             own_thread = known or (isinstance(channel, discord.Thread) and channel.owner_id == me.id)
-            if not own_thread and not mentioned:
+            if not own_thread and not mentioned and not forum_post:
                 return
-            if not known and not self.config.allows(message.guild.id, channel.id, getattr(channel, "parent_id", None)):
-                return
+        if scope is None:  # not enabled here (or disabled since the thread was opened), or no DMs
+            return
 
         question = self._strip_mentions_of_me(message)
         if not question:
@@ -167,22 +182,24 @@ class AskCog(commands.Cog):
             return
 
         if message.guild is None or known or isinstance(channel, discord.Thread):
-            # A DM or a thread: answer in place, following up on the earlier Q/A of the bot's conversations.
-            track = message.guild is None or known or getattr(channel, "owner_id", None) == me.id
-            await self._converse(channel, question, message, track=track)
+            # A DM or a thread: answer in place, following up on the earlier Q/A of the bot's
+            # conversations (its own threads, and forum posts: the post's later messages are follow-ups).
+            track = message.guild is None or known or forum_post or getattr(channel, "owner_id", None) == me.id
+            await self._converse(channel, scope, question, message, track=track)
             return
         try:
             name = clip(" ".join(question.split()), THREAD_NAME_MAX)
             thread = await message.create_thread(name=name, auto_archive_duration=1440)
         except discord.HTTPException as e:  # e.g. no permission to create threads: answer in the channel
             log.warning("could not open a thread in channel %s (%s); answering in the channel", channel.id, e)
-            await self._converse(channel, question, message, track=False)
+            await self._converse(channel, scope, question, message, track=False)
             return
         self._remember(thread.id)
-        await self._converse(thread, question, None, track=True)
+        await self._converse(thread, scope, question, None, track=True)
 
     async def _converse(
-        self, channel: discord.abc.Messageable, question: str, reply_to: discord.Message | None, *, track: bool
+        self, channel: discord.abc.Messageable, scope: str, question: str, reply_to: discord.Message | None, *,
+        track: bool,
     ) -> None:
         lock = self._locks.get(channel.id)
         if lock is None:  # kept alive by the coroutines using it, then dropped from the weak mapping
@@ -196,11 +213,11 @@ class AskCog(commands.Cog):
             live = self.live_message(channel.send, reference=reference)
             try:
                 async with channel.typing():
-                    answer = await self.answer(question, history, live)
+                    answer = await self.answer(scope, question, history, live)
             except Exception as e:
                 await self.send_error(channel.send, self._error_text(e, question), live, reference=reference)
                 return
-            await self.send_answer(channel.send, answer, reference, live)
+            await self.send_answer(channel.send, answer, scope, reference, live)
             if track:
                 turn = Turn(question=question, answer=answer.text)
                 self._remember(channel.id, turn)

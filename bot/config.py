@@ -241,6 +241,7 @@ class DiscordConfig:
     support_role: int | None = None  # the role it pings (the only mention the bot ever makes)
     max_upload_bytes: int = 8 * 1024 * 1024  # per file given to /qabot add
     source_url: str | None = None  # the default scope's source link template (QABOT_SOURCE_URL)
+    progress_interval: float = 1.0  # seconds between two edits of the /qabot add progress message
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "DiscordConfig":

@@ -80,7 +80,8 @@ def test_add_ask_list_and_remove_documents(tmp_path, embedder):
     big = b"x" * 70_000
 
     async def body():
-        async with bot_on_fake_discord(library=library, max_upload_bytes=60_000) as (fake, bot):
+        # Progress every 50 ms (1 s in use), so that indexing (≥ 100 ms here) always shows some.
+        async with bot_on_fake_discord(library=library, max_upload_bytes=60_000, progress_interval=0.05) as (fake, bot):
             await admin(fake, "qabot scope set", {"name": "club"})
             assert "no documents yet" in await admin(fake, "qabot sources")
 

@@ -131,3 +131,24 @@ def test_report_and_gold_export_from_what_discord_users_did(tmp_path):
     assert json.loads(gold.read_text().splitlines()[2])["answer_given"] == REFUSAL_TEXT
     # Nothing older than --days counts.
     assert "0 questions" in runner.invoke(feedback_command, ["report", "--db", str(db), "--days", "0.000001"]).output
+
+
+def test_hand_offs_are_limited_per_user(tmp_path):
+    async def body():
+        async with bot_on_fake_discord(answer_or_refuse, lambda: "", support_role=ROLE_ID) as (fake, bot):
+            replies = []
+            for n in range(4):  # four answers, one user asking for help under each
+                token = await fake.slash("ask", {"question": f"question {n}"}, user_id=100 + n)
+                await fake.wait_for(lambda: fake.sent_for(token), 5, "the answer")
+                shown = fake.sent_for(token)[-1].message
+                click = await fake.click(shown, buttons(shown)[2]["custom_id"], user_id=9)
+                await fake.wait_for(lambda: [s for s in fake.sent_for(click) if s.kind in ("callback", "followup")],
+                                    5, "the reply")
+                replies.append([s for s in fake.sent_for(click) if s.kind in ("callback", "followup")][0].payload)
+            await asyncio.sleep(0.1)
+            pings = [s for s in fake.sent_in(CHANNEL_ID) if s.payload["content"].startswith(f"<@&{ROLE_ID}>")]
+            return replies, pings
+
+    replies, pings = run(body())
+    assert len(pings) == 3  # HANDOFF_LIMIT: 3 an hour per user
+    assert "several times in the last hour" in replies[3]["content"] and replies[3]["flags"] & 64

@@ -25,7 +25,6 @@ from bot.source_links import check_template
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
-PROGRESS_INTERVAL = 1.0  # seconds between two edits of the /qabot add progress message
 ADMIN_PERMISSIONS = discord.Permissions(manage_guild=True)
 ADD_MENU = "Add to qabot"
 MAX_FILES = 5  # per /qabot add or "Add to qabot"
@@ -228,7 +227,7 @@ class AdminCog(commands.Cog):
         scope = self._scope_here(interaction)
         limit = self.bot.config.max_upload_bytes
         await interaction.response.defer(ephemeral=True, thinking=True)
-        progress = Progress(interaction)
+        progress = Progress(interaction, self.bot.config.progress_interval)
         progress.show(f"Downloading {len(attachments)} file{'s' * (len(attachments) != 1)}…")
         ticker = asyncio.create_task(progress.run())
         try:
@@ -301,10 +300,11 @@ class AdminCog(commands.Cog):
 
 class Progress:
     """The deferred reply of /qabot add, edited in place: `show` (from any thread) sets the latest
-    line, `run` writes it at most every PROGRESS_INTERVAL seconds, `finish` writes the result."""
+    line, `run` writes it at most every `interval` seconds, `finish` writes the result."""
 
-    def __init__(self, interaction: discord.Interaction):
+    def __init__(self, interaction: discord.Interaction, interval: float):
         self.interaction = interaction
+        self.interval = interval
         self.latest = ""
         self.shown = ""
 
@@ -315,7 +315,7 @@ class Progress:
         while True:
             if self.latest != self.shown:
                 await self._write(self.latest)
-            await asyncio.sleep(PROGRESS_INTERVAL)
+            await asyncio.sleep(self.interval)
 
     async def _write(self, text: str) -> None:
         self.shown = text

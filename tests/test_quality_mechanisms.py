@@ -157,3 +157,11 @@ def test_a_typo_in_the_question_word_still_gets_a_dated_answer(tmp_path, embedde
     ingest(settings, embedder=embedder)
     answer = QA(settings, embedder=embedder).answer("wen did the kron brige open")
     assert not answer.refused and answer.lead and "March 3, 1921" in answer.lead, answer.text
+
+
+def test_an_item_of_an_enumeration_is_not_the_amount_asked():
+    sentence = "It tries the numbers 1, 2, 5, 10, 20, 50 until the run takes at least 0.2 seconds."
+    found = [sentence[a:b] for a, b in span_candidates("how_many", sentence, "how many numbers does it try")]
+    assert not any(f.startswith(("1", "2", "5")) for f in found), found
+    plain = "The bridge carries 2 tram lines."
+    assert [plain[a:b] for a, b in span_candidates("how_many", plain, "how many tram lines")] == ["2 tram lines"]

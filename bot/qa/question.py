@@ -126,6 +126,10 @@ _MEASURES = re.compile(r"(?:dollars?|euros?|pounds?|yuan|roubles?|rubles?|yen|fr
                        r"kilo\w+|grams?|tons?|tonnes?|litres?|liters?|miles?|thousand|million|billion|trillion)", re.I)
 
 
+# Three or more numbers in a row ("1, 2, 5, 10, 20"): an enumeration, none of them the amount asked.
+_NUMBER_LIST = re.compile(r"\d+(?:\.\d+)?(?:\s*,\s*\d+(?:\.\d+)?){2,}")
+
+
 def span_candidates(kind: str | None, sentence: str, question: str) -> list[tuple[int, int]]:
     """Spans of `sentence` holding the kind of thing the question asks for (a date, a number, a
     name), leaving out the question's own subject."""
@@ -156,6 +160,8 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
                 text = text[: text.rfind(" ")].rstrip(" ,;")
             if not re.search(r"\d|" + _NUMWORD, text, re.I) or re.fullmatch(r"(?:1[5-9]|20)\d\d", text):
                 continue  # no number, or a bare year: not an amount
+            if any(e.start() <= m.start() < e.end() for e in _NUMBER_LIST.finditer(sentence)):
+                continue  # one item of an enumeration
             counted = _HOW_MANY_NOUN.search(question)
             unit = re.search(r"([a-z]+)$", text, re.I)
             if counted and unit and not re.fullmatch(r"\d.*|" + _NUMWORD, unit.group(1), re.I) and \

@@ -183,13 +183,18 @@ class AdminCog(commands.Cog):
 
     # -- /qabot enable, disable
 
-    @qabot.command(name="enable")
-    async def enable(self, interaction: discord.Interaction) -> None:
-        """Answer questions in this channel (from its scope, or the server's)."""
+    async def _set_enabled(self, interaction: discord.Interaction, enabled: bool) -> int:
+        """Turn this channel on or off, keeping its own scope if it has one; the channel's id."""
         channel_id = self._channel_id(interaction)
         own = self.bot.scopes.place(interaction.guild_id, channel_id)
         await asyncio.to_thread(self.bot.scopes.set_place, interaction.guild_id, channel_id,
-                                scope=own.scope if own else None, enabled=True, by=interaction.user.id)
+                                scope=own.scope if own else None, enabled=enabled, by=interaction.user.id)
+        return channel_id
+
+    @qabot.command(name="enable")
+    async def enable(self, interaction: discord.Interaction) -> None:
+        """Answer questions in this channel (from its scope, or the server's)."""
+        channel_id = await self._set_enabled(interaction, True)
         resolution = self.bot.scope_here(interaction.guild_id, channel_id)
         text = (f"Enabled in <#{channel_id}>, answering from the scope `{resolution.scope}`." if resolution.scope
                 else f"Enabled in <#{channel_id}>, but no scope is set yet: /qabot scope set NAME.")
@@ -198,10 +203,7 @@ class AdminCog(commands.Cog):
     @qabot.command(name="disable")
     async def disable(self, interaction: discord.Interaction) -> None:
         """Stop answering questions in this channel."""
-        channel_id = self._channel_id(interaction)
-        own = self.bot.scopes.place(interaction.guild_id, channel_id)
-        await asyncio.to_thread(self.bot.scopes.set_place, interaction.guild_id, channel_id,
-                                scope=own.scope if own else None, enabled=False, by=interaction.user.id)
+        channel_id = await self._set_enabled(interaction, False)
         await self._say(interaction, f"Disabled in <#{channel_id}>: I won't answer questions there.")
 
     # -- /qabot add, remove, sources

@@ -54,6 +54,9 @@ class Settings:
             if value is not None and not low <= value <= high:
                 raise SettingError(f"{_described(name)} must be between {low} and {high}, got {value}")
         check_chunking(self.chunk_size, self.chunk_overlap)
+        if not (isinstance(self.llm_timeout, (int, float)) and 0 < self.llm_timeout < float("inf")):
+            raise SettingError(f"{_described('llm_timeout')} must be a positive number of seconds, "
+                               f"got {self.llm_timeout!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise SettingError(f"{_described('precision')} must be auto, bf16 or fp32, got {self.precision!r}")
 

@@ -7,17 +7,28 @@
         server.requests[-1]["messages"]  # what the client sent
 
 Serves `POST /v1/chat/completions`, streaming (SSE `data:` chunks then `data: [DONE]`) when
-the request says `"stream": true`, a JSON completion otherwise. The server runs its own event
-loop in a daemon thread, so synchronous tests can use it directly.
+the request says `"stream": true`, a JSON completion otherwise, and `GET /v1/models` (the names
+in `server.models`; none listed by default). The server runs its own event loop in a daemon
+thread, so synchronous tests can use it directly.
+
+Replaying a real model's recorded replies (tests/llm_transcripts/, see tests/tools/record_llm.py):
+
+    server.replay(load_transcript(path))  # each request answered with the reply recorded for
+                                          # its question and passages; HTTP 404 when none was
+
+`server.abandoned` counts streamed replies whose client went away before the end: what a real
+server notices to stop generating.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -33,9 +44,39 @@ class Script:
     raw: str | None = None  # a body sent as-is with status 200 (malformed output)
 
 
+def transcript_key(question: str, passages: str) -> str:
+    """What a recorded reply is filed under: the question and the passages exactly as the prompt
+    held them (so a change of retrieval, chunking or excerpting makes a replay miss, not lie)."""
+    return hashlib.sha256(f"{question}\n{passages}".encode()).hexdigest()[:16]
+
+
+def prompt_key(body: dict) -> str | None:
+    """The transcript key of a chat request, read from its last user message."""
+    prompt = next((m["content"] for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+    passages = re.search(r"<passages>\n(.*)\n</passages>", prompt, re.DOTALL)
+    question = re.search(r"^Question: (.*)$", prompt, re.MULTILINE)
+    return transcript_key(question.group(1), passages.group(1)) if passages and question else None
+
+
+def load_transcript(path: Path) -> tuple[dict, dict[str, str]]:
+    """(the header, {key: reply}) of a recorded transcript (JSON Lines, header first)."""
+    header, replies = {}, {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
+        record = json.loads(line)
+        if n == 0:
+            header = record
+        else:
+            replies[record["key"]] = record["reply"]
+    return header, replies
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict] = []  # JSON bodies received, in order
+        self.models: list[str] = []  # what GET /v1/models lists
+        self.abandoned = 0  # streamed replies whose client went away before the end
+        self.replayed = self.missed = 0  # replay mode: requests answered from the transcript, and not
+        self._replies: dict[str, str] | None = None
         self._script = Script()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Event | None = None
@@ -49,6 +90,12 @@ class FakeOpenAI:
 
     def script(self, text: str = "", **kwargs) -> None:
         self._script = Script(text=text, **kwargs)
+        self._replies = None
+
+    def replay(self, transcript: tuple[dict, dict[str, str]] | dict[str, str]) -> None:
+        """Answer each request with the reply recorded for its prompt (`load_transcript`)."""
+        self._replies = transcript[1] if isinstance(transcript, tuple) else transcript
+        self.replayed = self.missed = 0
 
     def start(self) -> FakeOpenAI:
         started = threading.Event()
@@ -85,6 +132,7 @@ class FakeOpenAI:
         self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.5)
@@ -105,10 +153,22 @@ class FakeOpenAI:
         except asyncio.TimeoutError:
             return True
 
+    async def _models(self, request: web.Request) -> web.Response:
+        data = [{"id": name, "object": "model", "owned_by": "fake"} for name in self.models]
+        return web.json_response({"object": "list", "data": data})
+
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
         script = self._script
+        if self._replies is not None:
+            reply = self._replies.get(prompt_key(body) or "")
+            if reply is None:
+                self.missed += 1
+                error = {"error": {"message": "no recorded reply for this prompt", "type": "not_found", "code": None}}
+                return web.json_response(error, status=404)
+            self.replayed += 1
+            script = Script(text=reply)
         if not await self._sleep(script.delay):
             return web.Response(status=503)
         if script.status != 200:
@@ -149,11 +209,20 @@ class FakeOpenAI:
             }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
-        await send({"role": "assistant", "content": ""})
-        for piece in re.findall(r"\S+\s*|\s+", script.text):
-            if not await self._sleep(script.chunk_delay):
-                return response
-            await send({"content": piece})
+        try:
+            await send({"role": "assistant", "content": ""})
+            for piece in re.findall(r"\S+\s*|\s+", script.text):
+                if not await self._sleep(script.chunk_delay):
+                    return response
+                if request.transport is None or request.transport.is_closing():
+                    raise ConnectionResetError("client went away")
+                await send({"content": piece})
+        except ConnectionResetError:  # the client closed the stream: stop "generating"
+            self.abandoned += 1
+            return response
+        except asyncio.CancelledError:  # aiohttp cancels the handler of a closed connection
+            self.abandoned += 1
+            raise
         await send({}, "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}

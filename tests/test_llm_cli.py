@@ -63,10 +63,10 @@ def test_ask_llm_good_cited_answer(iss_index, openai_env):
     (request,) = openai_env.requests
     assert request["model"] == "test-model"
     passages = passages_sent(openai_env)
-    # The top k=5 passages (or every chunk, when the article has fewer), numbered for the model.
-    from bot.store.chroma import VectorStore
-
-    assert len(passages) == min(5, VectorStore(iss_index).count()) and "after 2024" in passages[0]
+    # Three of the top k=5 passages (those whose best sentence is nearest the question), each cut
+    # to the sentences nearest the question, numbered for the model.
+    assert len(passages) == 3 and all(len(p.split("Text:\n")[1]) < 600 for p in passages)
+    assert "after 2024" in passages[0]
     assert data["answer"] == f"{WITHDRAW} [1]. {INFORM} [2]."
     assert sorted(set(markers(data["answer"]))) == [c["n"] for c in data["citations"]] == [1, 2]
     # Every [n] points to the citation whose quote says it.
@@ -85,7 +85,7 @@ def test_ask_llm_server_error_falls_back_to_extractive(iss_index, openai_env):
     assert data["answer"].lower().startswith("after 2024")
     assert markers(data["answer"]) and set(markers(data["answer"])) <= {c["n"] for c in data["citations"]}
     assert len(openai_env.requests) == 1  # no retries
-    assert time.monotonic() - started < 10  # no waiting on the failed call (loading the index dominates)
+    assert time.monotonic() - started < 30  # no waiting on the 60 s time-out (loading the index dominates: 10 s under load)
 
 
 def test_ask_llm_invented_citation_removed(iss_index, openai_env):

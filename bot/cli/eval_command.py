@@ -77,6 +77,8 @@ def print_eval(report) -> None:
     console.print()
     for key, value in report.metrics.items():
         console.print(f"{key:>20}  {value}")
+    for reason, count in (report.fallback_reasons() if report.llm else {}).items():
+        console.print(f"{'fell back':>20}  {count}: {reason}", markup=False)
     groups = report.groups()
     if len(groups) > 1:
         console.print("\nBy kind and tag: n, answer acc., refusal recall, recall@k")

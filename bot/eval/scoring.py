@@ -39,6 +39,8 @@ class ItemResult:
     lead_correct: bool | None = None  # None: no lead, or an unanswerable item
     tags: list[str] = field(default_factory=list)
     expected: list[str] = field(default_factory=list)
+    answerer: str = "extractive"  # which answerer's answer was shown
+    fallback_reason: str | None = None  # why the configured LLM's answer was not shown, if it was not
 
 
 def _ratio(n: int, d: int) -> float | None:
@@ -71,16 +73,31 @@ def _metrics(items: list[ItemResult], k: int) -> dict:
 class EvalReport:
     items: list[ItemResult] = field(default_factory=list)
     k: int = 5
+    llm: bool = False  # an LLM answerer was configured
 
     @property
     def metrics(self) -> dict:
         latencies = sorted(r.latency_ms for r in self.items)
+        llm = {}
+        if self.llm:  # how often the LLM's answer was shown, and how often the extractive one instead
+            llm = {"llm_answers": sum(r.answerer.startswith("llm") for r in self.items),
+                   "llm_fallbacks": sum(r.fallback_reason is not None for r in self.items)}
         return {
             **_metrics(self.items, self.k),
+            **llm,
             "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
             "latency_p95_ms": round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 1)
             if latencies else None,
         }
+
+    def fallback_reasons(self) -> dict[str, int]:
+        """How many answers fell back to the extractive answerer, per reason (its words before
+        any detail in brackets)."""
+        counts: dict[str, int] = defaultdict(int)
+        for r in self.items:
+            if r.fallback_reason:
+                counts[r.fallback_reason.split(" (")[0]] += 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     def groups(self) -> dict[str, dict]:
         """The metrics per kind of question ("kind:who") and per tag ("tag:two_hop")."""
@@ -95,7 +112,8 @@ class EvalReport:
         return [r for r in self.items if not passed(r)]
 
     def to_json(self) -> dict:
-        return {"metrics": self.metrics, "groups": self.groups(), "items": [asdict(r) for r in self.items]}
+        fallbacks = {"fallback_reasons": self.fallback_reasons()} if self.llm else {}
+        return {"metrics": self.metrics, **fallbacks, "groups": self.groups(), "items": [asdict(r) for r in self.items]}
 
 
 def passed(r: ItemResult) -> bool:
@@ -133,12 +151,12 @@ def score(item: dict, answer: Answer, locator: EvidenceLocator, k: int, latency_
                 break
     return ItemResult(item["id"], item["question"], item["kind"], answer.text, answer.refused,
                       answer_ok, citation_ok, rank, round(latency_ms, 1), lead, lead_ok,
-                      list(item.get("tags") or []), list(item["answers"]))
+                      list(item.get("tags") or []), list(item["answers"]), answer.answerer, answer.fallback_reason)
 
 
 def evaluate(qa: QA, items: list[dict], k: int = 5, on_item=None) -> EvalReport:
     locator = EvidenceLocator(qa.settings.corpus)
-    report = EvalReport(k=k)
+    report = EvalReport(k=k, llm=qa.llm_answerer is not None)
     for item in items:
         started = time.perf_counter()
         answer = qa.answer(item["question"], k=k)

@@ -8,6 +8,11 @@ configured the LLM rewrites the question; without one, this documented rule does
   there, then), starts with a continuation ("and", "what about", "how about", "also", "why?"),
   or has at most one content word. A follow-up is expanded with the previous question and the
   names (capitalised words) in the previous answer; anything else is left as asked.
+
+The LLM's rewrite is used only where it agrees with this rule (`disagreement`): it keeps every
+content word of the question, names no one the conversation did not, and names someone of the
+last exchange. A 0.5B model turned "who did he replace?" (after "Borisov heads Roscosmos") into
+"Who was Borisov's successor?", the opposite question; the rule keeps "replace".
 """
 from __future__ import annotations
 
@@ -28,6 +33,36 @@ _NAME = re.compile(r"\b[A-Z][a-zA-Z]{2,}(?:\s+[A-Z][a-zA-Z]+)*\b")
 
 def is_follow_up(question: str) -> bool:
     return bool(_REFERRING.search(question) or _CONTINUATION.search(question) or len(tokenize(question)) <= 1)
+
+
+def _names(text: str) -> set[str]:
+    """Lower-cased capitalised words and phrases, the first word of the text excepted unless it
+    is capitalised again later."""
+    text = strip_markers(text)
+    found = {m.lower() for m in _NAME.findall(text)}
+    first = re.match(r"\W*([A-Z][a-zA-Z]+)", text)
+    if first and first.group(1).lower() in found and text.count(first.group(1)) == 1:
+        found.discard(first.group(1).lower())
+    return {n for n in found if n not in STOPWORDS}
+
+
+def disagreement(question: str, rewritten: str, history: list[Turn]) -> str | None:
+    """Why an LLM's standalone rewrite of `question` cannot be trusted, or None when it agrees
+    with the conversation: it keeps the question's content words (stemmed), every name in it was
+    said in the question or the conversation, and it names someone of the last exchange."""
+    kept = set(tokenize(rewritten))
+    lost = [w for w in tokenize(question) if w not in kept]
+    if lost:
+        return f"it dropped {', '.join(lost)}"
+    said = " ".join([question] + [f"{t.question} {t.answer}" for t in history]).lower()
+    invented = [n for n in _names(rewritten) if n not in said]
+    if invented:
+        return f"it names {', '.join(sorted(invented))}, which the conversation does not"
+    last = _names(f"{history[-1].question} {history[-1].answer}") | set(tokenize(history[-1].question))
+    if is_follow_up(question) and _REFERRING.search(question) and not (
+            {n for n in _names(rewritten)} & last or set(tokenize(rewritten)) & {t for n in last for t in tokenize(n)}):
+        return "it names no one of the last exchange"
+    return None
 
 
 def condense(question: str, history: list[Turn] | None) -> str:

@@ -21,10 +21,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 
 from bot.errors import describe
-from bot.qa.llm.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, HISTORY_ANSWER_CHARS, HISTORY_TURNS, answer_inputs
+from bot.qa.llm.prompts import (ANSWER_PROMPT, CONDENSE_PROMPT, HISTORY_ANSWER_CHARS, HISTORY_TURNS, PROMPT_PASSAGES,
+                                SentenceScorer, answer_inputs, word_overlap)
 from bot.qa.llm.verify import THINKING, verify_reply
 from bot.schema import Answer, Chunk, Turn
-from bot.text import strip_markers
+from bot.text import split_sentences, strip_markers
 from bot.threads import in_thread
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,6 @@ def _failure(error: BaseException, timeout_s: float) -> str:
         return f"unreachable ({describe(error)})"
     return f"failed ({describe(error)})"
 
-
-
-
-
 class LLMAnswerer:
     """Writes answers with a chat model and keeps only what its cited passages support."""
 
@@ -54,12 +51,73 @@ class LLMAnswerer:
         name: str,
         timeout_s: float = 60,
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        prompt_passages: int = PROMPT_PASSAGES,
     ):
         self.name = name  # goes to Answer.answerer, e.g. "llm:openai:gpt-4o-mini"
         self.timeout_s = timeout_s
         self.embed = embed  # L2-normalised vectors, one row per text
-        self.answer_chain = ANSWER_PROMPT | model | StrOutputParser()
+        self.prompt_passages = prompt_passages
+        self.model = model
         self.condense_chain = CONDENSE_PROMPT | model | StrOutputParser()
+        # Told (question, passages shown, the prompt's variables, whole reply) after each reply: how
+        # transcripts are recorded.
+        self.on_reply: Callable[[str, list[Chunk], dict, str], None] | None = None
+        self._reported: set[str] = set()  # kinds of fallback already shown on stderr
+
+    def _scorer(self) -> SentenceScorer:
+        """Sentence relevance for choosing what the model is shown: cosine similarity with the
+        question (embeddings see that "succeeded" answers "replace"), plus a little for each shared
+        word; word overlap alone without embeddings or when they fail."""
+        if self.embed is None:
+            return word_overlap
+        cache: dict[str, float] = {}
+
+        def score(question: str, sentences: list[str]) -> list[float]:
+            new = [s for s in dict.fromkeys(sentences) if s not in cache]
+            if new:
+                try:
+                    vectors = np.asarray(self.embed([question, *new]), dtype=float)
+                except Exception:
+                    log.warning("embedding failed while choosing passages; using word overlap", exc_info=True)
+                    return word_overlap(question, sentences)
+                cache.update(zip(new, (vectors[1:] @ vectors[0]).tolist()))
+            overlap = word_overlap(question, sentences)
+            return [cache[s] + 0.05 * o for s, o in zip(sentences, overlap)]
+
+        return score
+
+    def _choose(self, question: str, passages: list[Chunk], scores: list[float],
+                scorer: SentenceScorer) -> tuple[list[Chunk], list[float]]:
+        """The `prompt_passages` passages whose best sentence is most relevant, best first: the
+        retrieval's top three often lack the answering sentence that a fourth or fifth holds
+        ("who did Borisov replace?": every chunk's title names Borisov)."""
+        if len(passages) <= self.prompt_passages:
+            return passages, scores
+        sentences = [split_sentences(" ".join(p.text.split())) or [p.text] for p in passages]
+        flat = [s for group in sentences for s in group]
+        relevance = iter(scorer(question, flat))
+        best = [max(next(relevance) for _ in group) for group in sentences]
+        order = sorted(range(len(passages)), key=lambda i: (-best[i], i))[:self.prompt_passages]
+        return [passages[i] for i in order], [scores[i] for i in order]
+
+    def _deltas(self, question: str, passages: list[Chunk], history: list[Turn] | None,
+                inputs: dict) -> Iterator[str]:
+        """The reply's text as it is written, always streamed and under the deadline: when the
+        deadline passes, closing the stream closes the HTTP response, and a server that notices
+        (llama.cpp's, vLLM, Ollama) stops generating instead of working on for nobody."""
+        messages = ANSWER_PROMPT.format_messages(**inputs)
+
+        def produce() -> Iterator[str]:
+            # The model's own stream, closed explicitly: closing a LangChain chain's stream does
+            # not close the HTTP response under it (measured: the fake server sent every chunk).
+            stream = self.model.stream(messages)
+            try:
+                for chunk in stream:
+                    yield chunk.text
+            finally:
+                stream.close()
+
+        return in_thread(produce, deadline_s=self.timeout_s, name="qabot-llm")
 
     def answer(
         self,
@@ -71,16 +129,11 @@ class LLMAnswerer:
     ) -> Answer | None:
         """The verified LLM answer, or None when the caller should fall back (`on_fallback` is
         then told why, in a few words)."""
-        if not passages:
-            return None
-        inputs = answer_inputs(question, passages, history)
-        started = time.monotonic()
-        try:
-            (reply,) = in_thread(lambda: [self.answer_chain.invoke(inputs)], deadline_s=self.timeout_s)
-        except Exception as e:
-            self._fell_back(_failure(e, self.timeout_s), on_fallback)
-            return None
-        return self._verified(question, passages, scores, reply, started, on_fallback)
+        final = None
+        for item in self.stream(question, passages, scores, history, on_fallback):
+            if not isinstance(item, str):
+                final = item
+        return final
 
     def stream(
         self,
@@ -97,10 +150,12 @@ class LLMAnswerer:
         if not passages:
             yield None
             return
-        inputs = answer_inputs(question, passages, history)
         started = time.monotonic()
+        scorer = self._scorer()
+        passages, scores = self._choose(question, passages, scores, scorer)
+        inputs = answer_inputs(question, passages, history, scorer)
         parts: list[str] = []
-        deltas = in_thread(lambda: self.answer_chain.stream(inputs), deadline_s=self.timeout_s)
+        deltas = self._deltas(question, passages, history, inputs)
         try:
             for delta in deltas:
                 if delta:
@@ -112,7 +167,10 @@ class LLMAnswerer:
             return
         finally:
             deltas.close()
-        yield self._verified(question, passages, scores, "".join(parts), started, on_fallback)
+        reply = "".join(parts)
+        if self.on_reply is not None:
+            self.on_reply(question, passages, inputs, reply)
+        yield self._verified(question, passages, scores, reply, started, on_fallback)
 
     def condense(self, question: str, history: list[Turn] | None) -> str:
         """Rewrite a follow-up question into a standalone one; the question itself when there is
@@ -148,13 +206,22 @@ class LLMAnswerer:
             log.exception("LLM %s: verifying the reply failed, falling back", self.name)
             self._fell_back("its reply could not be verified", on_fallback)
             return None
-        if result is None:
-            self._fell_back("nothing in its reply could be checked against the passages", on_fallback)
+        if isinstance(result, str):
+            self._fell_back(result, on_fallback)
             return None
         result.timings_ms = {"llm": (generated - started) * 1000, "verify": (time.monotonic() - generated) * 1000}
         return result
 
     def _fell_back(self, reason: str, on_fallback: FallbackFn | None) -> None:
-        log.warning("LLM %s %s; answered without it", self.name.removeprefix("llm:"), reason)
+        """Say why the extractive answer is shown: on stderr (a warning) the first time in this
+        session for each kind of reason, in the debug log after that; `on_fallback` every time
+        (`ask --json`'s fallback_reason, `eval`'s count)."""
+        kind = reason.split("(")[0].split(" after ")[0].strip()
+        if kind in self._reported:
+            log.debug("LLM %s %s; answered without it", self.name.removeprefix("llm:"), reason)
+        else:
+            self._reported.add(kind)
+            log.warning("LLM %s %s; answered without it (said once per session)", self.name.removeprefix("llm:"),
+                        reason)
         if on_fallback is not None:
             on_fallback(reason)

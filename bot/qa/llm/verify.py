@@ -1,19 +1,42 @@
-"""The LLM's reply, checked: each cited sentence must be supported by the passages it cites,
-unmarked sentences are cited only where one passage supports them, the rest is dropped.
+"""The LLM's reply, checked claim by claim against the passages, trusting none of its markers.
+
+A sentence of the reply is a claim. It is shown, with a citation, only when one window of a
+passage (one sentence, or two neighbouring ones) states it:
+- every name, number (date, amount, version) and quoted phrase of the claim occurs in the window
+  or, for names, in the passage's title or section (trivial variants allowed: case, possessive
+  's, plural and other inflections, "ISS" for "International Space Station", "15th" for "15");
+- the claim's subject (its words before the verb) occurs there too: "NASA said …" needs NASA;
+- most of its content words occur there (OVERLAP_MIN_SHARE), and with embeddings the window
+  means the same (EMBED_MIN_SUPPORT);
+- a name the question asks about occurs there as well (the claim answers the question asked,
+  not a neighbouring one: "who heads NASA?" is not answered by a window about Roscosmos).
+A marked sentence is checked against the passages it cites; one with no marker, or whose
+markers point to no passage that states it, is cited only when exactly one passage states it
+strongly (STRONG_SHARE), else dropped. When the first sentence (the answer itself) or every
+sentence is dropped, the reply is not used and the reason says why. The window that states a
+claim is the citation's highlighted span, as with extractive citations.
 """
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bot.schema import REFUSAL_TEXT, Answer, Chunk, citation_for
-from bot.text import MARKER_RUN, marker_numbers, numbers, split_sentences, strip_markers, tidy_spacing, tokenize, words
+from bot.text import (MARKER_RUN, STOPWORDS, acronyms, marker_numbers, sentence_spans, split_sentences,
+                      stem_words, strip_markers, tidy_spacing, tokenize, words)
 
 log = logging.getLogger(__name__)
+
+# Why the extractive answer is shown instead (Answer.fallback_reason). A refusal falls back too:
+# the extractive answerer refuses on its own when it finds nothing, and answers when the few
+# passages the model saw lacked what a lower-ranked one holds.
+NO_ANSWER = "it found no answer in the passages"
+NOTHING_SUPPORTED = "nothing in its reply is stated by the passages"
+ANSWER_UNSUPPORTED = "its answer sentence is not stated by the passages"
 
 # Markers the model writes in other forms ("[passage 2]", "【3】"), and reasoning models' thoughts.
 MARKER_VARIANT = re.compile(r"[\[【]\s*(?:passages?|sources?|documents?|doc)?\s*(\d+)\s*[\]】]", re.IGNORECASE)
@@ -22,31 +45,15 @@ THINKING = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 # Words that say where a claim comes from, not what it claims ("according to passage 2").
 _SOURCE_WORDS = frozenset(tokenize("also according passage passages document documents"))
 
-
-def _content_words(text: str) -> set[str]:
-    """The stems a claim is made of (the same tokens retrieval uses), single letters left out."""
-    return {t for t in tokenize(text) if t not in _SOURCE_WORDS and (len(t) > 1 or t.isdigit())}
-
-# Support thresholds. A cited sentence is kept when one of its passages supports it:
-# - without embeddings: at least OVERLAP_MIN_SHARE of the sentence's content words (crudely
-#   stemmed) occur in the passage;
-# - with embeddings: the mean of that share and the best cosine between the sentence and the
-#   passage (or one of its sentences) is at least EMBED_MIN_SUPPORT. Neither signal separates
-#   well alone: MiniLM scores a true paraphrase of a long sentence at 0.53 and the invention
-#   "Borisov was fired by Putin for corruption" at 0.56; the share is 0.5 for that invention.
-# Calibrated with all-MiniLM-L6-v2 on paraphrases of and inventions about the ISS article:
-# paraphrases scored share ≥ 0.57 and mean ≥ 0.64, inventions share ≤ 0.5 and mean ≤ 0.53
-# (tests/test_llm.py pins these examples).
+# Support thresholds, on a window of one or two sentences. Paraphrases of the ISS article scored
+# share >= 0.57 and (with all-MiniLM-L6-v2) mean >= 0.64, hand-written inventions share <= 0.5
+# and mean <= 0.53 (tests/test_llm.py pins these examples). The name, number and subject checks
+# are what catch the inventions real small models write, which share the passage's words
+# (0.64-0.91 with the earlier whole-passage check): "NASA said …" over a passage without NASA.
 OVERLAP_MIN_SHARE = 0.55
-
-
 EMBED_MIN_SUPPORT = 0.6
-
-
-# Every number in a sentence must occur in its passages (embeddings and word overlap are both
-# blind to "2024" vs "2030").
-NUMBERS_MUST_MATCH = True
-
+# An unmarked claim is cited only when exactly one passage states it this well.
+STRONG_SHARE = 0.75
 
 # Text addressed to the model rather than to readers: prompt injection in a document.
 _INJECTION_CUE = re.compile(
@@ -56,14 +63,17 @@ _INJECTION_CUE = re.compile(
     re.IGNORECASE,
 )
 
-
-def _support_sentences(passage: Chunk) -> list[str]:
-    """The sentences of a passage that may support a claim: all but those addressing the model."""
-    sentences = split_sentences(" ".join(passage.text.split()))
-    kept = [s for s in sentences if not _INJECTION_CUE.search(s)]
-    if len(kept) < len(sentences):
-        log.info("passage %s contains instruction-like text; it supports no claim", passage.id)
-    return kept
+_QUOTED = re.compile(r"[\"“”]([^\"“”]{2,80})[\"“”]|`([^`]{1,80})`")
+_NAME = re.compile(r"\b[A-Z][\w.-]*[\w]|\b\w*[A-Z]\w*[A-Z]\w*\b|\b\w+(?:\.\w+)+\b|\b\w*_\w*\b")
+# A verb ends the subject ("Russia's new station | will cost …"); auxiliaries, reporting verbs,
+# and past forms are enough for the sentences answers are made of.
+_VERBS = frozenset("""
+is are was were be been being am will would shall should can could may might must has have had
+does do did says said say plans planned announced decided stated reported told wants wanted
+includes contains returns uses makes takes gives provides means allows lets needs requires became
+""".split())
+_BACK_REFERENCES = frozenset("it its they them their he she his her this these that those there".split())
+_ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
 
 
 def _is_refusal(text: str) -> bool:
@@ -74,157 +84,307 @@ def _is_refusal(text: str) -> bool:
     return norm(text) == norm(REFUSAL_TEXT)
 
 
+def _numbers(text: str) -> set[str]:
+    """Tokens holding a digit, "15th" as "15"."""
+    found = set()
+    for w in words(text):
+        if any(c.isdigit() for c in w):
+            m = _ORDINAL.match(w)
+            found.add(m.group(1) if m else w)
+    return found
+
+
+def _stems(text: str) -> set[str]:
+    """Content stems, possessive 's folded ("Borisov's" is "Borisov"), with the acronyms of
+    capitalised phrases ("International Space Station" also gives "iss")."""
+    text = re.sub(r"(\w)['’]s\b", r"\1", text)
+    return {t for t in tokenize(text) if t not in _SOURCE_WORDS} | set(acronyms(text))
+
+
+def _name_key(name: str) -> tuple[frozenset[str], str]:
+    name = re.sub(r"['’]s$", "", name)
+    return frozenset(stem_words([w for w in words(name) if w not in STOPWORDS])), name.lower()
+
+
 @dataclass
-class _Sentence:
-    text: str  # as written by the model, markers included
-    cited: list[int] = field(default_factory=list)  # valid passage indices (0-based), in order
-    added: int | None = None  # passage index given to an unmarked but supported sentence
+class Claim:
+    """What a sentence asserts, in the parts that must be found in the passage."""
+
+    text: str  # without markers
+    stems: set[str]
+    names: list[tuple[frozenset[str], str]]
+    numbers: set[str]
+    quoted: list[str]
+    subject: list[tuple[frozenset[str], str]]  # its words before the verb, each as a name is
+
+    @classmethod
+    def of(cls, sentence: str) -> "Claim":
+        body = strip_markers(sentence)
+        quoted = [" ".join((a or b).lower().split()) for a, b in _QUOTED.findall(body)]
+        first = re.match(r"\W*(\w+)", body)
+        names = []
+        for m in _NAME.finditer(body):
+            text = m.group()
+            sentence_start = first is not None and m.start() == first.start(1)
+            if sentence_start and text.isalpha() and not text.isupper() and text[1:].islower():
+                continue  # "The", "Borisov": a capital that only starts the sentence (the subject check covers it)
+            key = _name_key(text)
+            if key[0]:
+                names.append(key)
+        return cls(body, _stems(body), names, _numbers(body), quoted, _subject(body))
 
 
-class _SupportChecker:
-    """Decides whether a sentence is supported by a passage.
+def _subject(body: str) -> list[tuple[frozenset[str], str]]:
+    """The content words before the sentence's first verb (at most four), each as (stems, word);
+    none when it starts by referring back ("It", "They", "This")."""
+    tokens = words(re.sub(r"(\w)['’]s\b", r"\1", body))
+    if not tokens or tokens[0] in _BACK_REFERENCES:
+        return []
+    before = []
+    for w in tokens:
+        if w in _VERBS or (len(w) > 4 and w.endswith("ed")):
+            break
+        before.append(w)
+    else:
+        before = before[:4]
+    return [(frozenset(stem_words([w])), w) for w in before if w not in STOPWORDS and stem_words([w])[0] not in _SOURCE_WORDS]
+
+
+def _starts_word(text: str, within: str) -> bool:
+    """`text` occurs in `within` at the start of a word ("europe" in "european space")."""
+    return re.search(r"(?<!\w)" + re.escape(text), within) is not None
+
+
+@dataclass
+class _Window:
+    start: int  # offsets in the passage's text (the citation's highlighted span)
+    end: int
+    text: str  # whitespace folded, lower-cased
+    stems: set[str]
+    numbers: set[str]
+
+
+@dataclass
+class _Passage:
+    windows: list[_Window]
+    heading: set[str]  # stems of the title and section, which name what the passage is about
+    vectors: np.ndarray | None = None
+
+
+def _passage(chunk: Chunk) -> _Passage:
+    spans = [(s, e) for s, e in sentence_spans(chunk.text) if not _INJECTION_CUE.search(chunk.text[s:e])]
+    if len(spans) < len(sentence_spans(chunk.text)):
+        log.info("passage %s contains instruction-like text; it supports no claim", chunk.id)
+    windows = []
+    for i, (s, e) in enumerate(spans):
+        for j in (i, i + 1):
+            if j < len(spans) and (j == i or spans[j][0] - e < 20):  # neighbours: no gap between them
+                text = chunk.text[s:spans[j][1]]
+                windows.append(_Window(s, spans[j][1], " ".join(text.lower().split()), _stems(text), _numbers(text)))
+    return _Passage(windows, _stems(f"{chunk.title} {chunk.section or ''}"))
+
+
+@dataclass
+class Support:
+    passage: int
+    share: float
+    start: int
+    end: int
+
+
+class SupportChecker:
+    """Decides, claim by claim, which window of which passage states it.
 
     Sentences of a passage that address the model ("ignore previous instructions and say ...")
-    support nothing, so a reply that obeys an injected instruction fails verification even
-    though it repeats the passage's words.
-    """
+    state nothing, so a reply that obeys an injected instruction fails verification even though
+    it repeats the passage's words."""
 
-    def __init__(self, passages: Sequence[Chunk], embed: Callable[[list[str]], np.ndarray] | None):
-        self.sentences = [_support_sentences(p) for p in passages]
-        texts = [" ".join([p.title, p.section or "", *sentences]) for p, sentences in zip(passages, self.sentences)]
-        self.words = [_content_words(t) for t in texts]
-        self.numbers = [numbers(t) for t in texts]
+    def __init__(self, question: str, passages: Sequence[Chunk], embed: Callable[[list[str]], np.ndarray] | None):
+        self.passages = [_passage(p) for p in passages]
         self.embed = embed
-        self._passage_vectors: list[np.ndarray] | None = None
-        self._sentence_vectors: dict[str, np.ndarray] = {}
+        self.asked = self._asked_names(question, passages)
+        self._claim_vectors: dict[str, np.ndarray] = {}
 
-    def _vectors(self) -> list[np.ndarray]:
-        if self._passage_vectors is None:
-            texts, owners = [], []
-            for i, sentences in enumerate(self.sentences):
-                pieces = [" ".join(sentences), *sentences] if len(sentences) > 1 else sentences
-                texts += pieces
-                owners += [i] * len(pieces)
-            vectors = np.asarray(self.embed(texts), dtype=float) if texts else np.zeros((0, 1))
-            owners_arr = np.array(owners)
-            self._passage_vectors = [vectors[owners_arr == i] for i in range(len(self.sentences))]
-        return self._passage_vectors
+    @staticmethod
+    def _asked_names(question: str, passages: Sequence[Chunk]) -> list[tuple[frozenset[str], str]]:
+        """The names the question asks about: its capitalised words, and its words that the
+        passages write capitalised mid-sentence ("nasa" when a passage says "NASA")."""
+        capitalised = {w.lower() for p in passages for w in re.findall(r"(?<=[\w,;] )[A-Z][\w-]+", p.text)}
+        names = [_name_key(m.group()) for m in _NAME.finditer(question) if m.start() > 0]
+        names += [_name_key(w) for w in re.findall(r"[\w-]+", question) if w.lower() in capitalised and not w[0].isupper()]
+        return [n for n in names if n[0]]
 
-    def prime(self, sentences: Iterable[str]) -> None:
-        """Embed the passages and `sentences` in one batch (tiny batches are slow on CPU)."""
+    def prime(self, claims: Sequence[Claim]) -> None:
+        """Embed every window and claim in two batches (tiny batches are slow on CPU)."""
         if self.embed is None:
             return
-        bodies = list(dict.fromkeys(b for b in map(strip_markers, sentences) if b not in self._sentence_vectors))
         try:
-            self._vectors()
+            texts = [w.text for p in self.passages for w in p.windows]
+            vectors = np.asarray(self.embed(texts), dtype=float) if texts else np.zeros((0, 1))
+            at = 0
+            for p in self.passages:
+                p.vectors, at = vectors[at:at + len(p.windows)], at + len(p.windows)
+            bodies = list(dict.fromkeys(c.text for c in claims))
             if bodies:
-                self._sentence_vectors.update(zip(bodies, np.asarray(self.embed(bodies), dtype=float)))
+                self._claim_vectors.update(zip(bodies, np.asarray(self.embed(bodies), dtype=float)))
         except Exception:
             log.warning("embedding failed during citation checks; using word overlap", exc_info=True)
             self.embed = None
 
-    def support(self, sentence: str, group: Sequence[int]) -> float:
-        """How well the passages of `group`, taken together, support `sentence`: 0 when they
-        don't, else a score above the threshold."""
-        body = strip_markers(sentence)
-        claim = _content_words(body)
-        if not claim or not group:
-            return 0.0
-        if NUMBERS_MUST_MATCH and not numbers(body) <= set().union(*(self.numbers[i] for i in group)):
-            return 0.0
-        share = len(claim & set().union(*(self.words[i] for i in group))) / len(claim)
-        if self.embed is not None:
-            try:
-                if body not in self._sentence_vectors:
-                    self._sentence_vectors[body] = np.asarray(self.embed([body]), dtype=float)[0]
-                vector, vectors = self._sentence_vectors[body], self._vectors()
-                cosine = max(float(np.max(vectors[i] @ vector, initial=0.0)) for i in group)
-                value = (cosine + share) / 2
-                return value if value >= EMBED_MIN_SUPPORT else 0.0
-            except Exception:
-                log.warning("embedding failed during citation checks; using word overlap", exc_info=True)
-                self.embed = None
-        return share if share >= OVERLAP_MIN_SHARE else 0.0
+    def support(self, claim: Claim, group: Sequence[int]) -> Support | None:
+        """The best window of the passages of `group` that states `claim`, or None."""
+        if not claim.stems:
+            return None
+        best = None
+        for i in group:
+            passage = self.passages[i]
+            for k, window in enumerate(passage.windows):
+                share = self._states(claim, passage, window)
+                if share is not None and passage.vectors is not None and claim.text in self._claim_vectors:
+                    cosine = float(passage.vectors[k] @ self._claim_vectors[claim.text])
+                    if (cosine + share) / 2 < EMBED_MIN_SUPPORT:
+                        share = None
+                if share is not None and (best is None or share > best.share):
+                    best = Support(i, share, window.start, window.end)
+        return best
 
-    def best_passage(self, sentence: str) -> int | None:
-        """The passage that supports `sentence` best on its own, if any does."""
-        support = {i: self.support(sentence, [i]) for i in range(len(self.words))}
-        best = max(support, key=support.get, default=None)
-        return best if best is not None and support[best] > 0 else None
+    def support_jointly(self, claim: Claim, group: Sequence[int]) -> Support | None:
+        """Support from the passages of `group` together: the window of each that shares most
+        words with the claim, taken as one window (a sentence joining facts of two passages)."""
+        parts = [max(self.passages[i].windows, key=lambda w: len(w.stems & claim.stems), default=None) for i in group]
+        if any(p is None for p in parts):
+            return None
+        joined = _Window(parts[0].start, parts[0].end, " ".join(p.text for p in parts),
+                         set().union(*(p.stems for p in parts)), set().union(*(p.numbers for p in parts)))
+        heading = _Passage([], set().union(*(self.passages[i].heading for i in group)))
+        share = self._states(claim, heading, joined)
+        return None if share is None else Support(group[0], share, parts[0].start, parts[0].end)
+
+    def _states(self, claim: Claim, passage: _Passage, window: _Window) -> float | None:
+        """The share of the claim's words the window holds, if it holds every name, number,
+        quoted phrase and subject word of the claim and the names asked about; else None."""
+        known = window.stems | passage.heading
+        if not claim.numbers <= window.numbers:
+            return None
+        if any(q not in window.text for q in claim.quoted):
+            return None
+        for stems, raw in claim.names + self.asked + claim.subject:
+            if not (stems <= known or _starts_word(raw, window.text)):
+                return None
+        share = len(claim.stems & known) / len(claim.stems)
+        return share if share >= OVERLAP_MIN_SHARE else None
+
+    def sole_strong(self, claim: Claim) -> Support | None:
+        """The one passage that states `claim` strongly, or None when none or several do
+        (passages quoting the same window, as overlapping chunks do, count once)."""
+        found = [s for i in range(len(self.passages)) if (s := self.support(claim, [i])) and s.share >= STRONG_SHARE]
+        windows = {self._window_text(s) for s in found}
+        return found[0] if len(windows) == 1 else None
+
+    def _window_text(self, s: Support) -> str:
+        return next(w.text for w in self.passages[s.passage].windows if (w.start, w.end) == (s.start, s.end))
 
 
-def _renumber(text: str, mapping: dict[int, int], added: int | None) -> str:
-    """Rewrite the [n] markers of one sentence with the final numbers, drop invalid ones, and
-    append the marker of a passage given to an unmarked sentence."""
+@dataclass
+class _Sentence:
+    text: str  # as written by the model, markers included
+    support: Support
+    cited: list[int] = field(default_factory=list)  # passage indices (0-based) it keeps, in order
+    added: bool = False  # the citation was given by the check, not written by the model
+
+
+def _renumber(text: str, mapping: dict[int, int], cited: list[int], added: bool) -> str:
+    """Rewrite the [n] markers of one sentence with the final numbers, drop those of passages that
+    do not state it, and append the marker of a passage given to an unmarked sentence."""
 
     def repl(m: re.Match) -> str:
         numbers = []
         for n in re.findall(r"\d+", m.group()):
-            new = mapping.get(int(n) - 1)
+            new = mapping.get(int(n) - 1) if int(n) - 1 in cited else None
             if new is not None and new not in numbers:
                 numbers.append(new)
         lead = m.group()[: len(m.group()) - len(m.group().lstrip())]
         return lead + "".join(f"[{n}]" for n in numbers) if numbers else ""
 
     text = tidy_spacing(MARKER_RUN.sub(repl, text))
-    if added is not None:
+    if added:
         m = re.search(r"[.!?]+[\"'”’)]*$", text)
         cut = m.start() if m else len(text)
-        text = f"{text[:cut]} [{mapping[added]}]{text[cut:]}"
+        text = f"{text[:cut]} [{mapping[cited[0]]}]{text[cut:]}"
     return text
 
 
+def _check(checker: SupportChecker, text: str, n_passages: int) -> _Sentence | None:
+    """The sentence with the passages that state it, or None: drop it."""
+    claim = Claim.of(text)
+    marked = [n - 1 for n in marker_numbers(text) if 1 <= n <= n_passages]
+    cited = list(dict.fromkeys(marked))
+    if cited:  # keep the markers of the passages that state it by themselves
+        states = [(i, s) for i in cited if (s := checker.support(claim, [i]))]
+        if states:
+            return _Sentence(text, states[0][1], [i for i, _ in states])
+        if len(cited) > 1 and (joint := checker.support_jointly(claim, cited)) is not None:
+            return _Sentence(text, joint, cited)  # "A succeeded B and said C [1][2]": one part from each
+    sole = checker.sole_strong(claim)
+    if sole is not None:
+        return _Sentence(MARKER_RUN.sub("", text).rstrip(), sole, [sole.passage], added=True)
+    return None
+
+
 def verify_reply(question: str, passages: list[Chunk], scores: list[float], reply: str, name: str,
-                 embed: Callable[[list[str]], np.ndarray] | None) -> Answer | None:
-    """The reply as an Answer holding only what the passages support, or None: fall back."""
+                 embed: Callable[[list[str]], np.ndarray] | None) -> Answer | str:
+    """The reply as an Answer holding only what the passages state, or why to fall back."""
     reply = MARKER_VARIANT.sub(r"[\1]", THINKING.sub("", reply or "")).strip()
     if _is_refusal(reply):
-        citations = [citation_for(p, i + 1, scores[i] if i < len(scores) else 0.0) for i, p in enumerate(passages)]
-        return Answer(question, REFUSAL_TEXT, True, citations, name)
+        return NO_ANSWER
 
-    checker = _SupportChecker(passages, embed)
+    checker = SupportChecker(question, passages, embed)
     split = [split_sentences(line) for line in reply.splitlines()]  # [] for a blank line
-    checker.prime(text for sentences in split for text in sentences)
+    claims = [s for sentences in split for s in sentences if not _is_refusal(s)]
+    checker.prime([Claim.of(s) for s in claims])
     lines: list[list[_Sentence]] = []
-    total = dropped = invalid = 0
+    total = dropped = 0
+    first_dropped = None
     for sentences in split:
         kept: list[_Sentence] = []
         for text in sentences:
-            total += 1
             if _is_refusal(text):  # next to claims, "I couldn't find this" says nothing
                 continue
-            marked = marker_numbers(text)
-            cited = list(dict.fromkeys(n - 1 for n in marked if 1 <= n <= len(passages)))
-            invalid += len(marked) - len([n for n in marked if 1 <= n <= len(passages)])
-            if cited and checker.support(text, cited):
-                kept.append(_Sentence(text, cited))
-            elif not cited and (best := checker.best_passage(text)) is not None:
-                kept.append(_Sentence(text, added=best))
-            else:
+            total += 1
+            checked = _check(checker, text, len(passages))
+            if checked is None:
                 dropped += 1
+                log.debug("LLM %s: dropped as not stated by the passages: %s", name, text)
+            else:
+                kept.append(checked)
+            if first_dropped is None and not strip_markers(text).endswith(":"):  # not a lead-in ("Here is …:")
+                first_dropped = checked is None
         lines.append(kept)
 
-    if dropped or invalid:
-        log.info(
-            "LLM %s: dropped %d of %d sentences as unsupported, removed %d invalid markers",
-            name, dropped, total, invalid,
-        )
+    if dropped:
+        log.info("LLM %s: dropped %d of %d sentences as not stated by the passages", name, dropped, total)
     if not any(lines):
-        log.info("LLM %s: nothing verifiable in the reply, falling back", name)
-        return None
+        return NOTHING_SUPPORTED
+    if first_dropped:
+        return ANSWER_UNSUPPORTED
 
     mapping: dict[int, int] = {}  # passage index -> final citation number
+    spans: dict[int, Support] = {}  # passage index -> the span highlighted in its citation
     for kept in lines:
         for s in kept:
-            for i in [*s.cited, *([s.added] if s.added is not None else [])]:
+            for i in s.cited:
                 mapping.setdefault(i, len(mapping) + 1)
+            spans.setdefault(s.support.passage, s.support)
     # Lines whose sentences were all dropped go; blank lines between paragraphs stay.
     text_lines = [
-        " ".join(_renumber(s.text, mapping, s.added) for s in kept)
+        " ".join(_renumber(s.text, mapping, s.cited, s.added) for s in kept)
         for kept, sentences in zip(lines, split)
         if kept or not sentences
     ]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(text_lines)).strip()
-    citations = [citation_for(passages[i], n, scores[i] if i < len(scores) else 0.0) for i, n in mapping.items()]
+    citations = []
+    for i, n in mapping.items():
+        span = spans.get(i)
+        citations.append(citation_for(passages[i], n, scores[i] if i < len(scores) else 0.0,
+                                      span.start if span else None, span.end if span else None))
     return Answer(question, text, False, citations, name)
-

@@ -135,7 +135,7 @@ def test_citation_names_the_page_and_section_of_its_sentence(tmp_path, embedder)
 
 
 def test_typos_of_corpus_words_are_corrected_and_english_words_are_not():
-    english = EnglishWords({"when": 5_000_000, "we": 90_000_000, "the": 70_000_000, "tall": 38_000,
+    english = EnglishWords(counts={"when": 5_000_000, "we": 90_000_000, "the": 70_000_000, "tall": 38_000,
                             "bridge": 60_000, "open": 300_000, "wen": 336})
     vocabulary = QueryVocabulary(frozenset({"the", "bridge", "opened", "on", "march", "kron", "designed"}),
                                  {"bridg", "open", "march", "kron", "design"}.__contains__, english)
@@ -165,3 +165,16 @@ def test_an_item_of_an_enumeration_is_not_the_amount_asked():
     assert not any(f.startswith(("1", "2", "5")) for f in found), found
     plain = "The bridge carries 2 tram lines."
     assert [plain[a:b] for a, b in span_candidates("how_many", plain, "how many tram lines")] == ["2 tram"]  # the number and its unit word
+
+
+def test_english_word_counts_are_cached_once_and_read_back(tmp_path):
+    first = EnglishWords(tmp_path)
+    assert first.known("married") and first.common("early") and not first.known("runnig")
+    cached = list(tmp_path.glob("english-words-*.marshal"))
+    assert len(cached) == 1
+    # A second process reads the cache, not the packaged list: prove it by planting a marker.
+    import marshal
+    cached[0].write_bytes(marshal.dumps({"zyzzyva": 5000}))
+    assert EnglishWords(tmp_path).known("zyzzyva")
+    cached[0].write_bytes(b"not marshal")  # a damaged cache is parsed anew
+    assert EnglishWords(tmp_path).known("married")

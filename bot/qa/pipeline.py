@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bot.config import Settings
+from bot.config import Settings, cache_dir
 from bot.embed import Embedder
 from bot.errors import IndexProblem
 from bot.ingest.manifest import bm25_cache_dir, embedding_settings_check, open_manifest
@@ -66,7 +66,7 @@ class QA:
     def __init__(self, settings: Settings, embedder: Embedder | None = None, llm_answerer=None,
                  english: EnglishWords | None = None) -> None:
         self.settings = settings
-        self.english = english or EnglishWords()
+        self.english = english or EnglishWords(cache_dir())
         if not index_exists(settings):
             raise IndexProblem(f"no index at {settings.index}; run `qabot ingest` first")
         manifest = open_manifest(settings)

@@ -87,17 +87,20 @@ class IncrementalBM25:
         self.sources = dict(sources or {})
         self.generation = None
         self.vocab: dict[str, int] = {}
-        self.counts = sparse.csr_matrix((0, 0), dtype=np.float32)
+        self.columns = sparse.csc_matrix((0, 0), dtype=np.float32)  # chunks × terms, by term
         self.noun_counts = _NounCounts()
         self.update(set(), chunks, self.sources)
 
     def update(self, drop: set[str], added: list[Chunk], sources: dict[str, str]) -> None:
         """Drop every chunk of the sources in `drop`, add `added`, and remember `sources`."""
+        # Only the by-term layout is kept (queries read term columns): a second, by-chunk copy
+        # would double the memory, and an update is rare next to a query.
+        counts = self.columns.tocsr()
         keep = [i for i, c in enumerate(self.chunks) if c.source not in drop]
         if len(keep) < len(self.chunks):
             gone = set(range(len(self.chunks))) - set(keep)
             self.noun_counts.add([self.chunks[i] for i in sorted(gone)], sign=-1)
-            self.counts = self.counts[keep]
+            counts = counts[keep]
             self.chunks = [self.chunks[i] for i in keep]
         indptr, indices, data = [0], [], []
         for c in added:
@@ -105,20 +108,18 @@ class IncrementalBM25:
                 indices.append(self.vocab.setdefault(term, len(self.vocab)))
                 data.append(n)
             indptr.append(len(indices))
-        new = sparse.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int64), indptr),
-                                shape=(len(added), len(self.vocab)))
-        old = self.counts
-        old.resize((old.shape[0], len(self.vocab)))
-        self.counts = sparse.vstack([old, new], format="csr")
+        new = sparse.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int32),
+                                 np.asarray(indptr, np.int32)), shape=(len(added), len(self.vocab)))
+        counts.resize((counts.shape[0], len(self.vocab)))
+        self.columns = sparse.vstack([counts, new], format="csc")
         self.chunks += added
         self.noun_counts.add(added)
         self.sources = dict(sources)
         self._derive()
 
     def _derive(self) -> None:
-        """What queries need, from the counts: term columns, lengths, document frequencies."""
-        self.columns = self.counts.tocsc()
-        lengths = np.asarray(self.counts.sum(axis=1)).ravel()
+        """What queries need besides the term columns: chunk lengths, document frequencies."""
+        lengths = np.bincount(self.columns.indices, weights=self.columns.data, minlength=self.columns.shape[0])
         self.norm = K1 * ((1 - B) + B * lengths / max(lengths.mean(), 1e-9)) if len(lengths) else lengths
         self.df = np.diff(self.columns.indptr)
         self.nouns = self.noun_counts.nouns()
@@ -153,7 +154,7 @@ class IncrementalBM25:
         tmp = directory.with_name(directory.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        sparse.save_npz(tmp / "counts.npz", self.counts, compressed=False)
+        sparse.save_npz(tmp / "counts.npz", self.columns, compressed=False)
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
             for c in self.chunks:
                 f.write(json.dumps(c.__dict__, ensure_ascii=False) + "\n")
@@ -173,10 +174,10 @@ class IncrementalBM25:
             self.sources = json.loads((directory / "sources.json").read_text())
             self.vocab = json.loads((directory / "vocab.json").read_text())
             self.noun_counts = _NounCounts.from_json(json.loads((directory / "nouns.json").read_text()))
-            self.counts = sparse.load_npz(directory / "counts.npz").tocsr()
+            self.columns = sparse.load_npz(directory / "counts.npz").tocsc()
             with open(directory / "chunks.jsonl", encoding="utf-8") as f:
                 self.chunks = [cached_chunk(json.loads(line)) for line in f]
-            if self.counts.shape[0] != len(self.chunks):
+            if self.columns.shape[0] != len(self.chunks):
                 return None
             self._derive()
             return self

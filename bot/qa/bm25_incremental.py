@@ -40,6 +40,29 @@ def _indexed_text(c: Chunk) -> str:
     return c.text + "\n" + (c.section or "") + "\n" + c.title  # as BM25Index tokenizes a chunk
 
 
+
+def top_scored(chunks: list[Chunk], scores: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
+    """The k best-scoring chunks with their scores, best first; none that scores 0."""
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top])]
+    return [(chunks[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+def write_cache(directory: Path, chunks: list[Chunk], generation, fill) -> None:
+    """A BM25 cache folder written whole: the chunks as JSON lines, the generation, and what
+    `fill(folder)` adds; then swapped in, so readers see the old cache or the new one, never half."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
+        for c in chunks:
+            f.write(json.dumps(c.__dict__, ensure_ascii=False) + "\n")
+    fill(tmp)
+    (tmp / "generation.json").write_text(json.dumps(generation))
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+
 class _NounCounts:
     """The counts ProperNouns.from_texts derives its lexicon from, kept so chunks can be
     subtracted as well as added."""
@@ -145,25 +168,15 @@ class IncrementalBM25:
             rows, tf = self.columns.indices[lo:hi], self.columns.data[lo:hi]
             df = hi - lo
             scores[rows] += np.log(1 + (n - df + 0.5) / (df + 0.5)) * tf / (self.norm[rows] + tf)
-        k = min(k, n)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [(self.chunks[i], float(scores[i])) for i in top if scores[i] > 0]
+        return top_scored(self.chunks, scores, k)
 
     def save(self, directory: Path, generation) -> None:
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        sparse.save_npz(tmp / "counts.npz", self.columns, compressed=False)
-        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
-            for c in self.chunks:
-                f.write(json.dumps(c.__dict__, ensure_ascii=False) + "\n")
-        (tmp / "vocab.json").write_text(json.dumps(self.vocab))
-        (tmp / "nouns.json").write_text(json.dumps(self.noun_counts.to_json()))
-        (tmp / "sources.json").write_text(json.dumps(self.sources))
-        (tmp / "generation.json").write_text(json.dumps(generation))
-        shutil.rmtree(directory, ignore_errors=True)
-        tmp.rename(directory)
+        def fill(tmp: Path) -> None:
+            sparse.save_npz(tmp / "counts.npz", self.columns, compressed=False)
+            (tmp / "vocab.json").write_text(json.dumps(self.vocab))
+            (tmp / "nouns.json").write_text(json.dumps(self.noun_counts.to_json()))
+            (tmp / "sources.json").write_text(json.dumps(self.sources))
+        write_cache(directory, self.chunks, generation, fill)
 
     @classmethod
     def load(cls, directory: Path) -> "IncrementalBM25 | None":

@@ -15,14 +15,13 @@ server and tokenized, instead of every text of the collection (benchmarks/scale.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import bm25s
 import numpy as np
 
-from bot.qa.bm25_incremental import IncrementalBM25, cached_chunk
+from bot.qa.bm25_incremental import IncrementalBM25, cached_chunk, top_scored, write_cache
 from bot.qa.entities import ProperNouns
 from bot.schema import Chunk, Hit
 from bot.store.server_manifest import ServerManifest
@@ -57,27 +56,16 @@ class BM25Index:
         terms = [t for t in tokenize(query) if t in self.doc_freq]
         if not terms or not self.chunks:
             return []
-        scores = self.model.get_scores(terms)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [(self.chunks[i], float(scores[i])) for i in top if scores[i] > 0]
+        return top_scored(self.chunks, self.model.get_scores(terms), k)
 
     # On-disk cache: chunks as JSON lines + bm25s's own arrays.
     def save(self, directory: Path, generation) -> None:
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if self.chunks:
-            self.model.save(str(tmp / "bm25"), show_progress=False)
-        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
-            for c in self.chunks:
-                f.write(json.dumps(c.__dict__, ensure_ascii=False) + "\n")
-        (tmp / "doc_freq.json").write_text(json.dumps(self.doc_freq))
-        (tmp / "nouns.json").write_text(json.dumps(self.nouns.to_json()))
-        (tmp / "generation.json").write_text(json.dumps(generation))
-        shutil.rmtree(directory, ignore_errors=True)
-        tmp.rename(directory)  # readers see the old cache or the new one, never half of one
+        def fill(tmp: Path) -> None:
+            if self.chunks:
+                self.model.save(str(tmp / "bm25"), show_progress=False)
+            (tmp / "doc_freq.json").write_text(json.dumps(self.doc_freq))
+            (tmp / "nouns.json").write_text(json.dumps(self.nouns.to_json()))
+        write_cache(directory, self.chunks, generation, fill)
 
     @classmethod
     def load(cls, directory: Path, generation) -> "BM25Index | None":

@@ -129,3 +129,26 @@ def test_ranking_on_int8_vectors_matches_fp32_on_the_probe_passages(shared):
         ["when does Russia leave the space station?", "how do I run a command and wait for it?",
          "which restrictions does postfix apply to recipients?", "what does lru_cache do?"]))
     assert np.array_equal((questions @ int8.T).argmax(axis=1), (questions @ fp32.T).argmax(axis=1))
+
+
+def test_repeated_texts_are_embedded_once_and_counted(shared):
+    class Counting(EngineRegistry):
+        def tokenizer(self):
+            tokenizer = super().tokenizer()
+            outer = self
+
+            class Counted:
+                def encode_batch(self, texts):
+                    outer.encoded.extend(texts)
+                    return tokenizer.encode_batch(texts)
+            return Counted()
+
+    registry = Counting()
+    registry.encoded = []
+    done = []
+    texts = [TEXTS[0], TEXTS[1], TEXTS[0], TEXTS[2], TEXTS[1]]
+    vectors = Embedder(precision="fp32", registry=registry).embed(texts, on_batch=done.append)
+    assert registry.encoded == [TEXTS[0], TEXTS[1], TEXTS[2]]
+    assert sum(done) == len(texts)
+    assert np.allclose(vectors[2], vectors[0]) and np.allclose(vectors[4], vectors[1])
+    assert np.allclose(vectors, Embedder(precision="fp32").embed(texts), atol=1e-6)

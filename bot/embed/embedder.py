@@ -87,6 +87,14 @@ class Embedder(Embeddings):
         `show_progress` is ignored (callers and wrappers of this method pass it)."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
+        unique = list(dict.fromkeys(texts))
+        if len(unique) < len(texts):
+            # A text repeated (boilerplate chunks: 0.1% of the Python docs' tokens) is embedded once.
+            position = {text: i for i, text in enumerate(unique)}
+            vectors = self.embed(unique, on_batch=on_batch)
+            if on_batch is not None:
+                on_batch(len(texts) - len(unique))
+            return vectors[[position[text] for text in texts]]
         encodings = self.registry.tokenizer().encode_batch(list(texts))
         engine = self.engine_for(encodings)
         return engine.run(encodings) if on_batch is None else engine.run(encodings, on_batch)

@@ -28,7 +28,7 @@ from typing import Any
 from bot.embed.model import MODEL_NAME, import_onnxruntime
 
 ONNX_EXPORT_VERSION = "1"  # bump when the exported graph changes
-INT8_WEIGHTS_VERSION = "1"  # bump when the weight quantization changes
+INT8_WEIGHTS_VERSION = "2"  # bump when the weight quantization changes
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,8 @@ def quantize_weights_int8(source: Path, target: Path, agrees: Callable[[Path], b
 
 
 def int8_matmul_weights(model) -> int:
-    """Replace every constant 2-D MatMul weight of `model` (an openvino.Model) by int8 values
+    """Replace the constant 2-D MatMul weights of `model` (an openvino.Model; all but the
+    down-projections) by int8 values
     times a per-output-channel fp32 scale (the decompression pattern the CPU plugin fuses into
     its FullyConnected kernels); the number replaced."""
     import numpy as np
@@ -238,6 +239,11 @@ def int8_matmul_weights(model) -> int:
         if w.ndim != 2:
             continue
         axis = 1 if op.get_attributes().get("transpose_b", False) else 0  # the reduced (input) axis
+        if w.shape[axis] > w.shape[1 - axis]:
+            # Down-projections (the feed-forward output, 1536 -> 384) stay fp32: their inputs, after
+            # GELU, have outliers. Measured on 136 Python-docs and phantom chunks: cosine to fp32
+            # mean 0.99950 / min 0.99883 instead of 0.99918 / 0.99746, at 16.5 chunks/s vs 17.4.
+            continue
         scale = np.abs(w).max(axis=axis, keepdims=True) / 127.0
         scale[scale == 0] = 1.0
         q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)

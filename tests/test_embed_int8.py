@@ -56,7 +56,7 @@ def test_int8_that_strays_is_refused_in_one_line(tmp_path, shared):
     assert not registry.int8_weights_file().exists()
     assert not list(registry.onnx_model_file().parent.glob("*.tmp*"))  # no temporary file left
     with pytest.raises(QabotError, match="embedded in int8") as refused:
-        Embedder(precision="int8", registry=registry).embed(TEXTS * 40)
+        Embedder(precision="int8", registry=registry).embed([f"{t} ({i})" for i in range(40) for t in TEXTS])
     assert "\n" not in str(refused.value)
 
 

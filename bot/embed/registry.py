@@ -154,7 +154,7 @@ class EngineRegistry:
 
     def probe_file(self) -> Path:
         return probe.probe_file(self.cache_dir, self.cpu_flags, engines.openvino_version(),
-                                self.onnx_model_file().parent.name)
+                                f"{self.onnx_model_file().parent.name}|{export.INT8_WEIGHTS_VERSION}")
 
     def probe(self) -> ProbeResult | None:
         """Which precision ingest runs fastest in here (remembered per CPU); None without OpenVINO."""

@@ -46,9 +46,10 @@ def exported(shared):
 
 
 def large(texts: list[str]) -> list[str]:
-    """`texts` repeated until they are more than a small input: as large as an ingest group."""
+    """`texts`, then numbered copies (distinct: a repeated text is embedded once) until they are
+    more than a small input: as large as an ingest group."""
     tokens = total_tokens(EngineRegistry.default().tokenizer().encode_batch(texts))
-    return texts * (SMALL_INPUT_TOKENS // tokens + 1)
+    return texts + [f"{t} ({i})" for i in range(1, SMALL_INPUT_TOKENS // tokens + 2) for t in texts]
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

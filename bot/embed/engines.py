@@ -6,6 +6,9 @@ benchmarks/embed.py measures them.
   AVX512-BF16; fp32 elsewhere), with fused attention: 2.6x stock sentence-transformers on a
   2-core Zen 4, where torch bf16 autocast reached 1.9x (its CPU attention kernel is a quarter
   of the time at head size 32). Checked against fp32 ONNX Runtime before use (cosine ≥ 0.999).
+  Or in int8: int8 weights (export.quantize_weights_int8) with activations quantized on the fly,
+  1.35x OpenVINO fp32 on a Sapphire Rapids (bf16 is faster there still); used where the probe
+  (probe.py) measures it fastest and it passes its gate (INT8_INGEST_*).
 * ONNX Runtime, fp32, for questions and the answerer's sentences: a few milliseconds per
   question and no torch import, so `qabot ask` starts quickly. An int8 copy of the same graph
   ranks the answerer's candidate sentences (twice as fast on short inputs).

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.embed.model import MODEL_NAME, import_onnxruntime
+from bot.errors import one_line
 
 ONNX_EXPORT_VERSION = "1"  # bump when the exported graph changes
 INT8_WEIGHTS_VERSION = "2"  # bump when the weight quantization changes
@@ -212,7 +213,7 @@ def quantize_weights_int8(source: Path, target: Path, agrees: Callable[[Path], b
         record_hash(target)
         return target
     except Exception as exc:  # an optional engine: never let it break ingest
-        log.warning("could not make the int8 ingest model (%s)", exc)
+        log.warning("could not make the int8 ingest model (%s)", one_line(exc))
         return None
     finally:
         for part in _parts(tmp):

@@ -32,7 +32,7 @@ from bot.embed import engines, export, model, probe
 from bot.embed.batching import BATCH_TOKENS, SMALL_BATCH_TOKENS
 from bot.embed.engines import Engine, OnnxEngine, OpenVinoEngine, TorchEngine
 from bot.embed.probe import ProbeResult
-from bot.errors import QabotError
+from bot.errors import QabotError, one_line
 
 log = logging.getLogger(__name__)
 # What the user should hear about while it happens (the CLI shows these on stderr, the Discord bot
@@ -333,7 +333,7 @@ class EngineRegistry:
                 engine = OpenVinoEngine("int8", compiled=engines.compile_openvino(weights, "int8"))
                 return engine if self._int8_ingest_agrees(engine) else None
             except Exception as exc:
-                log.warning("cannot use the int8 ingest engine (%s)", exc)
+                log.warning("cannot use the int8 ingest engine (%s)", one_line(exc))
                 return None
         try:
             engine = OpenVinoEngine(precision, compiled=engines.compile_openvino(path, precision))

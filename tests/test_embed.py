@@ -46,9 +46,10 @@ def exported(shared):
 
 
 def large(texts: list[str]) -> list[str]:
-    """`texts` repeated until they are more than a small input: as large as an ingest group."""
+    """`texts`, then numbered copies (distinct: a repeated text is embedded once) until they are
+    more than a small input: as large as an ingest group."""
     tokens = total_tokens(EngineRegistry.default().tokenizer().encode_batch(texts))
-    return texts * (SMALL_INPUT_TOKENS // tokens + 1)
+    return texts + [f"{t} ({i})" for i in range(1, SMALL_INPUT_TOKENS // tokens + 2) for t in texts]
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -61,8 +62,9 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ({"avx2", "avx512f"}, "fp32"),  # no native bf16: emulation would be slower than fp32
     (set(), "fp32"),  # no /proc/cpuinfo (macOS, containers without it)
 ])
-def test_auto_precision_follows_cpu_flags(flags, expected):
-    registry = EngineRegistry(cpu_flags=flags)
+def test_auto_precision_without_openvino_follows_cpu_flags(flags, expected):
+    """Without OpenVINO there is nothing to measure (no int8): the guess from the flags."""
+    registry = EngineRegistry(cpu_flags=flags, switches=EngineSwitches(openvino=False))
     assert resolve_precision("auto", frozenset(flags)) == expected
     assert registry.resolve_precision("auto") == expected
     assert Embedder(registry=registry).precision == expected
@@ -71,9 +73,9 @@ def test_auto_precision_follows_cpu_flags(flags, expected):
 
 def test_unknown_precision_is_refused():
     with pytest.raises(SettingError, match="unknown precision"):
-        resolve_precision("int8")
+        resolve_precision("int4")
     with pytest.raises(SettingError, match="unknown precision"):
-        Embedder(precision="int8")
+        Embedder(precision="int4")
 
 
 def test_cpu_flags_read_from_proc(tmp_path):
@@ -89,8 +91,11 @@ def test_settings_are_stable():
     a, b = Embedder(precision="bf16"), Embedder(precision="bf16")
     assert a.settings == b.settings == {
         "model": "sentence-transformers/all-MiniLM-L6-v2", "precision": "bf16", "dim": 384, "normalized": True,
+        "engine": a.registry.planned_ingest_engine("bf16"),
     }
     assert Embedder(precision="fp32").settings["precision"] == "fp32"
+    off = EngineRegistry(switches=ALL_OFF)
+    assert Embedder(precision="fp32", registry=off).settings["engine"] == "torch fp32"
 
 
 def test_embedders_share_the_default_registry():
@@ -190,7 +195,8 @@ def test_an_export_made_in_process_is_picked_up(tmp_path):
     if not registry.onnx_model_file().exists():
         pytest.skip("onnx/onnxruntime not installed: everything runs on torch")
     assert registry.onnx_model_file().is_relative_to(tmp_path)
-    assert sorted(p.name for p in registry.onnx_model_file().parent.iterdir()) == ["model.int8.onnx", "model.onnx"]
+    assert sorted(p.name for p in registry.onnx_model_file().parent.iterdir()) == [
+        "model.int8.onnx", "model.int8.onnx.sha256", "model.onnx", "model.onnx.sha256"]  # each with its hash
     assert emb.engine_for(registry.tokenizer().encode_batch(TEXTS)).name == "ONNX Runtime fp32"
     assert cosines(emb.embed(TEXTS), registry.torch("fp32").run(registry.tokenizer().encode_batch(TEXTS))).min() >= 0.9999
 
@@ -256,7 +262,8 @@ def test_int8_model_that_strays_is_not_used(exported, tmp_path):
     emb = Embedder(registry=registry)
     assert registry.onnx_int8() is None
     assert np.allclose(emb.embed_for_ranking(TEXTS[:2]), emb.embed(TEXTS[:2]), atol=1e-6)
-    assert [p.name for p in folder.iterdir()] == ["model.onnx"]  # neither the rejected model nor a temporary file
+    # neither the rejected model nor a temporary file (the export's hash is recorded when first checked)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "model.onnx.sha256"]
     assert root.filters == root_filters and logging.root.manager.disable == logging.NOTSET  # quieting undone
 
 

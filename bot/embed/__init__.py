@@ -4,7 +4,8 @@
 * batching.py: token-length batching shared by the engines;
 * engines.py: OpenVINO (ingest), ONNX Runtime fp32/int8 (questions, sentences) and torch
   (reference and fallback) behind one `Engine` interface;
-* export.py: the ONNX export and its int8 copy, cached on disk;
+* export.py: the ONNX export and its int8 copies, cached on disk, hash-checked;
+* probe.py: which ingest engine (int8, bf16, fp32) is fastest on this CPU, measured once;
 * registry.py: `EngineRegistry`, which owns everything loaded (one per process by default);
 * embedder.py: `Embedder`, the LangChain `Embeddings` the rest of qabot uses.
 """
@@ -14,8 +15,8 @@ quiet_runtimes()  # before anything can import onnxruntime: no telemetry, no id 
 
 from bot.embed.embedder import Embedder  # noqa: E402
 from bot.embed.engines import Engine  # noqa: E402
-from bot.embed.model import DIM, MODEL_NAME, PRECISIONS, cpu_flags, model_path, resolve_precision  # noqa: E402
-from bot.embed.registry import EngineRegistry, EngineSwitches, FidelityFloors  # noqa: E402
+from bot.embed.model import DIM, MODEL_NAME, PRECISIONS, cpu_flags, model_path  # noqa: E402
+from bot.embed.registry import EngineRegistry, EngineSwitches, FidelityFloors, resolve_precision  # noqa: E402
 
 __all__ = ["DIM", "MODEL_NAME", "PRECISIONS", "Embedder", "Engine", "EngineRegistry", "EngineSwitches",
            "FidelityFloors", "cpu_flags", "model_path", "resolve_precision"]

@@ -28,14 +28,26 @@ class Embedder(Embeddings):
 
     def __init__(self, precision: str = "auto", batch_size: int = 32, registry: EngineRegistry | None = None) -> None:
         self.registry = registry if registry is not None else EngineRegistry.default()
-        self.precision = self.registry.resolve_precision(precision)
+        # "auto" is resolved when first needed (it may run the once-per-CPU probe): a question-only
+        # embedder never needs it, since questions are embedded in fp32 whatever the index's.
+        self._precision = precision if precision == "auto" else self.registry.resolve_precision(precision)
         self.batch_size = batch_size  # full-length texts per batch on torch; shorter ones batch wider
         self.model_name = MODEL_NAME
+        self._ingest_engine: str | None = None  # the name of the engine large inputs ran on, once known
+
+    @property
+    def precision(self) -> str:
+        """The index's precision: its arithmetic for document vectors ("int8", "bf16", "fp32")."""
+        if self._precision == "auto":
+            self._precision = self.registry.resolve_precision("auto")
+        return self._precision
 
     @property
     def settings(self) -> dict:
-        """What must match between ingest and query time; stored in the index."""
-        return {"model": self.model_name, "precision": self.precision, "dim": DIM, "normalized": True}
+        """What must match between ingest and query time, and the engine that embeds the index's
+        chunks (for the record: the precision is the arithmetic); stored in the index."""
+        return {"model": self.model_name, "precision": self.precision, "dim": DIM, "normalized": True,
+                "engine": self._ingest_engine or self.registry.planned_ingest_engine(self.precision)}
 
     def warm_up(self) -> None:
         """Load what answering questions needs: the tokenizer and the ONNX session, or the torch
@@ -51,7 +63,9 @@ class Embedder(Embeddings):
     def engine_for_ingest(self) -> Engine:
         """The engine for large inputs in the index's precision: OpenVINO, else ONNX Runtime for
         fp32, else torch (loaded on first use)."""
-        return self.registry.ingest(self.precision, self._torch_batch_tokens())
+        engine = self.registry.ingest(self.precision, self._torch_batch_tokens())
+        self._ingest_engine = engine.name
+        return engine
 
     def engine_for(self, encodings: Sequence) -> Engine:
         """The engine `embed` runs these tokenised texts on: fp32 ONNX Runtime for small inputs
@@ -73,6 +87,14 @@ class Embedder(Embeddings):
         `show_progress` is ignored (callers and wrappers of this method pass it)."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
+        unique = list(dict.fromkeys(texts))
+        if len(unique) < len(texts):
+            # A text repeated (boilerplate chunks: 0.1% of the Python docs' tokens) is embedded once.
+            position = {text: i for i, text in enumerate(unique)}
+            vectors = self.embed(unique, on_batch=on_batch)
+            if on_batch is not None:
+                on_batch(len(texts) - len(unique))
+            return vectors[[position[text] for text in texts]]
         encodings = self.registry.tokenizer().encode_batch(list(texts))
         engine = self.engine_for(encodings)
         return engine.run(encodings) if on_batch is None else engine.run(encodings, on_batch)

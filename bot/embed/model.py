@@ -5,8 +5,10 @@ that choose between them, and loaders for its tokenizer and (torch) SentenceTran
 The loaders here make a new object on every call; `EngineRegistry` (registry.py) calls each once
 and keeps what it loaded.
 
-Precision: bf16 is only chosen where the CPU computes it natively (AMX or AVX512-BF16); elsewhere
-bf16 is emulated and slower than fp32.
+Precision: "auto" is decided by measurement (probe.py, through `EngineRegistry.resolve_precision`)
+wherever OpenVINO runs; `resolve_precision` here is the guess used without it: bf16 where the CPU
+computes it natively (AMX or AVX512-BF16; elsewhere bf16 is emulated and slower than fp32). int8
+(int8 weights, activations quantized on the fly) runs on OpenVINO only.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from bot.errors import SettingError
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = ("bf16", "fp32", "int8")
 DIM = 384
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -47,12 +49,12 @@ def has_native_bf16(flags: frozenset[str]) -> bool:
 
 
 def resolve_precision(requested: str = "auto", flags: frozenset[str] | None = None) -> str:
-    """auto → bf16 where the CPU (`flags`, default: this machine's) computes it natively, else
-    fp32 (bf16 emulation is slower)."""
+    """The guess without a measurement: auto → bf16 where the CPU (`flags`, default: this
+    machine's) computes it natively, else fp32 (bf16 emulation is slower)."""
     if requested == "auto":
         return "bf16" if has_native_bf16(cpu_flags() if flags is None else flags) else "fp32"
     if requested not in PRECISIONS:
-        raise SettingError(f"unknown precision {requested!r}; use auto, bf16 or fp32")
+        raise SettingError(f"unknown precision {requested!r}; use auto, bf16, fp32 or int8")
     return requested
 
 

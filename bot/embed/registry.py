@@ -11,6 +11,9 @@ none, so every Embedder in a process (ingest then answer in the CLI, the Discord
 loaded model. A registry made with its own cache directory, switches, CPU flags or fidelity floors
 is independent of it (tests, benchmarks).
 
+"auto" precision is what a short probe measured fastest on this CPU (probe.py), remembered in
+the cache directory per CPU flags.
+
 Switches, read once, when the registry is made: QABOT_ONNX=0 keeps everything on torch (for
 comparisons, or if ONNX Runtime misbehaves); QABOT_INT8=0 ranks the answerer's sentences with fp32
 vectors instead; QABOT_OPENVINO=0 embeds ingest on torch (or ONNX Runtime for fp32) instead.
@@ -25,15 +28,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bot import config
-from bot.embed import engines, export, model
+from bot.embed import engines, export, model, probe
 from bot.embed.batching import BATCH_TOKENS, SMALL_BATCH_TOKENS
 from bot.embed.engines import Engine, OnnxEngine, OpenVinoEngine, TorchEngine
+from bot.embed.probe import ProbeResult
+from bot.errors import QabotError, one_line
 
 log = logging.getLogger(__name__)
 # What the user should hear about while it happens (the CLI shows these on stderr, the Discord bot
 # in its log): making the ONNX export, the one slow step of a first run.
 notices = logging.getLogger("bot.notice")
 PREPARING = "Preparing the embedding model (once, about 20 s)…"
+PROBING = "Measuring which embedding engine is fastest on this CPU (once, a few seconds)…"
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class FidelityFloors:
     onnx: float = engines.ONNX_MIN_COSINE  # the export vs torch fp32
     int8: float = engines.INT8_MIN_COSINE  # the int8 copy vs the fp32 export
     openvino: float = engines.OPENVINO_MIN_COSINE  # OpenVINO vs fp32 ONNX Runtime
+    int8_ingest_mean: float = engines.INT8_INGEST_MEAN_COSINE  # OpenVINO int8 vs fp32 ONNX Runtime,
+    int8_ingest_min: float = engines.INT8_INGEST_MIN_COSINE  # on probe.PASSAGES
 
 
 _UNSET = object()
@@ -115,6 +123,8 @@ class EngineRegistry:
         self._onnx = _Lazy(self._load_onnx)
         self._int8 = _Lazy(self._load_int8)
         self._openvino = {p: _Lazy(lambda p=p: self._compile_openvino(p)) for p in model.PRECISIONS}
+        self._probe = _Lazy(self._run_probe)
+        self.int8_cosine: tuple[float, float] | None = None  # (mean, min) the int8 gate measured
         self._export_lock = threading.Lock()
         self._announced = False
 
@@ -129,8 +139,47 @@ class EngineRegistry:
         return cls._default
 
     def resolve_precision(self, requested: str = "auto") -> str:
-        """model.resolve_precision for this registry's CPU flags."""
-        return model.resolve_precision(requested, self.cpu_flags)
+        """An explicit precision as it is (checked); "auto": the probe's choice for this CPU
+        (measured once per CPU, remembered in the cache), or model.resolve_precision's guess from
+        the CPU flags where OpenVINO is off or missing."""
+        if requested != "auto" or not self._openvino_on():
+            return model.resolve_precision(requested, self.cpu_flags)
+        result = self.probe()
+        return result.choice if result is not None else model.resolve_precision(requested, self.cpu_flags)
+
+    def _openvino_on(self) -> bool:
+        return self.switches.onnx and self.switches.openvino and engines.openvino_available()
+
+    # --- the probe ------------------------------------------------------------------------------
+
+    def probe_file(self) -> Path:
+        return probe.probe_file(self.cache_dir, self.cpu_flags, engines.openvino_version(),
+                                f"{self.onnx_model_file().parent.name}|{export.INT8_WEIGHTS_VERSION}")
+
+    def probe(self) -> ProbeResult | None:
+        """Which precision ingest runs fastest in here (remembered per CPU); None without OpenVINO."""
+        return self._probe.get()
+
+    def _run_probe(self) -> ProbeResult | None:
+        if not self._openvino_on():
+            return None
+        remembered = probe.load(self.probe_file(), model.PRECISIONS)
+        if remembered is not None:
+            return remembered
+        self.ensure_onnx_export()
+        notices.info(PROBING)
+        # bf16 only where it is native: elsewhere OpenVINO ignores the hint and runs fp32 anyway.
+        wanted = ["int8", "fp32"] + (["bf16"] if model.has_native_bf16(self.cpu_flags) else [])
+        candidates = {p: engine for p in wanted if (engine := self.openvino(p)) is not None}
+        if not candidates:
+            return None
+        result = probe.measure(self.tokenizer(), candidates, self.cpu_flags, self.int8_cosine)
+        try:
+            probe.save(self.probe_file(), result)
+        except OSError as exc:
+            log.warning("cannot remember the engine probe (%s)", exc)
+        log.info("engine probe: %s (chunks/s %s, load %.1f)", result.choice, result.chunks_per_s, result.load)
+        return result
 
     # --- the model ------------------------------------------------------------------------------
 
@@ -173,6 +222,27 @@ class EngineRegistry:
 
     def int8_model_file(self) -> Path:
         return export.int8_model_file(self.onnx_model_file())
+
+    def int8_weights_file(self) -> Path:
+        return export.int8_weights_file(self.onnx_model_file())
+
+    def int8_weights(self) -> Path | None:
+        """The OpenVINO IR with int8 weights (made now if it is not there, 0.5 s), or None."""
+        return export.quantize_weights_int8(self.onnx_model_file(), self.int8_weights_file(), lambda tmp: (
+            self._int8_ingest_agrees(OpenVinoEngine("int8", compiled=engines.compile_openvino(tmp, "int8")))))
+
+    def _int8_ingest_agrees(self, candidate: OpenVinoEngine) -> bool:
+        """The int8 gate: mean and least cosine to fp32 ONNX Runtime on probe.PASSAGES."""
+        reference = self.onnx_fp32()
+        if reference is None:
+            return False
+        cos = engines.cosines(self.tokenizer(), reference, candidate, probe.PASSAGES)
+        self.int8_cosine = (round(float(cos.mean()), 5), round(float(cos.min()), 5))
+        if cos.mean() >= self.floors.int8_ingest_mean and cos.min() >= self.floors.int8_ingest_min:
+            return True
+        log.warning("int8 ingest engine refused: cosine to fp32 mean %.4f, min %.4f (floors %.2f, %.2f)",
+                    cos.mean(), cos.min(), self.floors.int8_ingest_mean, self.floors.int8_ingest_min)
+        return False
 
     def onnx_export(self) -> Path | None:
         """The checked ONNX export, exported from torch now if it is not there yet; None where
@@ -217,7 +287,7 @@ class EngineRegistry:
 
     def _load_onnx(self) -> OnnxEngine | None:
         path = self.onnx_model_file() if self.switches.onnx else None
-        if path is None or not path.exists():
+        if path is None or not export.verified(path):
             return None
         try:
             return OnnxEngine(session=engines.new_session(path))
@@ -243,17 +313,28 @@ class EngineRegistry:
             return None
 
     def openvino(self, precision: str) -> OpenVinoEngine | None:
-        """The export compiled by OpenVINO for `precision` ("bf16" or "fp32"), checked against fp32
-        ONNX Runtime; None where OpenVINO is missing, switched off or disagrees."""
+        """The model compiled by OpenVINO for `precision` ("bf16", "fp32", or "int8" from the int8
+        weights), checked against fp32 ONNX Runtime (int8: the int8 gate); None where OpenVINO is
+        missing, switched off or disagrees."""
         return self._openvino[precision].get()
 
     def _compile_openvino(self, precision: str) -> OpenVinoEngine | None:
-        if not (self.switches.onnx and self.switches.openvino and engines.openvino_available()):
+        if not self._openvino_on():
             return None
         self.ensure_onnx_export()  # OpenVINO reads the same checked ONNX file
         path, reference = self.onnx_model_file(), self.onnx_fp32()
         if reference is None or not path.exists():
             return None
+        if precision == "int8":
+            weights = self.int8_weights()
+            if weights is None:
+                return None
+            try:  # the gate again on this CPU: the file may have been made and checked elsewhere
+                engine = OpenVinoEngine("int8", compiled=engines.compile_openvino(weights, "int8"))
+                return engine if self._int8_ingest_agrees(engine) else None
+            except Exception as exc:
+                log.warning("cannot use the int8 ingest engine (%s)", one_line(exc))
+                return None
         try:
             engine = OpenVinoEngine(precision, compiled=engines.compile_openvino(path, precision))
             if not self._agree(reference, engine, self.floors.openvino):
@@ -264,6 +345,13 @@ class EngineRegistry:
             log.warning("cannot use OpenVINO (%s); embedding on torch", exc)
             return None
 
+    def planned_ingest_engine(self, precision: str) -> str:
+        """The name of the engine `ingest` would give, without loading anything (for the index's
+        record when nothing was embedded in this run)."""
+        if precision == "int8" or self._openvino_on():
+            return f"OpenVINO {precision}"
+        return "ONNX Runtime fp32" if precision == "fp32" and self.switches.onnx else f"torch {precision}"
+
     def torch(self, precision: str, batch_tokens: int = BATCH_TOKENS) -> TorchEngine:
         """The torch engine; nothing loads until it runs (then the model, and the ONNX export
         once: `prepare_torch`)."""
@@ -271,7 +359,23 @@ class EngineRegistry:
 
     def ingest(self, precision: str, torch_batch_tokens: int = BATCH_TOKENS) -> Engine:
         """The engine for large inputs in an index's precision: OpenVINO, else ONNX Runtime for
-        fp32, else torch."""
+        fp32, else torch. int8 exists on OpenVINO only: without it, a one-line QabotError (an
+        index is never embedded in two arithmetics)."""
+        if precision == "int8":
+            engine = self.openvino("int8")
+            if engine is None:
+                raise QabotError("this index is embedded in int8, which needs OpenVINO (missing, switched off "
+                                 "by QABOT_OPENVINO=0, or refused by its fidelity check here); "
+                                 "run `qabot ingest --rebuild` to re-embed it")
+            return engine
         return (self.openvino(precision)
                 or (self.onnx_fp32() if precision == "fp32" else None)
                 or self.torch(precision, torch_batch_tokens))
+
+
+def resolve_precision(requested: str = "auto", flags: frozenset[str] | None = None) -> str:
+    """The precision an index gets: with `flags`, the guess from them (model.resolve_precision);
+    else the process-wide registry's (auto: measured on this CPU)."""
+    if flags is not None:
+        return model.resolve_precision(requested, flags)
+    return EngineRegistry.default().resolve_precision(requested)

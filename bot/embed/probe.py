@@ -1,0 +1,122 @@
+"""Which ingest engine is fastest on this CPU, measured once and remembered.
+
+The choice used to follow the CPU flags (bf16 where it is native, else fp32); on a CPU without
+native bf16 that left ingest at 1.4x stock (issue #18). Now a short probe at first use times the
+candidates on corpus-like texts (int8 weights with activations quantized on the fly, bf16 where the
+CPU has it natively, fp32), in alternating rounds, and the fastest wins. int8 only takes part if it
+passes its fidelity gate (engines.INT8_INGEST_*). The result is kept in the cache directory keyed by
+the CPU flags, the OpenVINO version and the model, so a CPU is probed once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bot.embed.engines import PROBE_TEXTS, Engine
+
+PROBE_VERSION = "2"  # bump when the probe or its candidates change
+# The flags that decide which kernels run (recorded with the result; the cache key has them all).
+KERNEL_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+ROUNDS = 3  # timed rounds per candidate, after one untimed run; the fastest round counts
+# A less exact engine must be this much faster to be chosen: under load the probe is noisy (at
+# load 5.7 it once timed int8 at 12.4 chunks/s and bf16 at 12.0, where the benchmark right after
+# measured 17.1 and 26.5). Most exact first.
+MARGIN = 1.15
+FIDELITY_ORDER = ("fp32", "bf16", "int8")
+
+# Corpus-like texts: prose, reference-manual entries, configuration, code (what the gold and dev
+# corpora hold), of the lengths chunks have (5 to 256 tokens).
+PASSAGES = PROBE_TEXTS + [
+    "Roscosmos said the country would leave the International Space Station after 2024 and build "
+    "its own orbital station. NASA had hoped to keep the station running until 2030; without the "
+    "Russian segment the station cannot keep its altitude, since the Progress cargo ships do the "
+    "reboosts. Engineers discussed whether a commercial vehicle could take over that task.",
+    "subprocess.run(args, *, stdin=None, input=None, stdout=None, stderr=None, capture_output=False, "
+    "shell=False, cwd=None, timeout=None, check=False, encoding=None, errors=None, text=None, env=None) "
+    "Run the command described by args. Wait for command to complete, then return a CompletedProcess "
+    "instance. If check is true, and the process exits with a non-zero exit code, a "
+    "CalledProcessError exception will be raised.",
+    "smtpd_recipient_restrictions = permit_mynetworks, permit_sasl_authenticated, "
+    "reject_unauth_destination, reject_rbl_client zen.spamhaus.org. The restrictions are applied in "
+    "the context of the client RCPT TO command; postfix evaluates them in the order given and the "
+    "first one that matches decides.",
+    "def lru_cache(maxsize=128, typed=False):\n    \"\"\"Decorator to wrap a function with a memoizing "
+    "callable that saves up to the maxsize most recent calls.\"\"\"\n    if isinstance(maxsize, int):\n"
+    "        if maxsize < 0:\n            maxsize = 0\n    return decorating_function",
+    "The crew of the phantom expedition kept a log of every landing site, the weather on arrival, "
+    "and the names of the porters hired in each village. The log was later published as an "
+    "appendix to the survey report, with a table of distances walked per day and a map.",
+    "| Option | Default | Meaning |\n|---|---|---|\n| --chunk-size | 1000 | characters per chunk |\n"
+    "| --chunk-overlap | 150 | characters shared by neighbouring chunks |\n| --k | 5 | passages handed "
+    "to the answerer |",
+    "Changed in version 3.8: the default protocol is 4. Added in version 3.11: the new tomllib "
+    "module parses TOML documents. Deprecated since version 3.12: the distutils package is removed.",
+    "A tuple is an immutable sequence; a list can be changed in place. " * 12,
+]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The probe's choice and what it measured (kept as JSON in the cache)."""
+
+    choice: str  # the precision ingest embeds in: "int8", "bf16" or "fp32"
+    chunks_per_s: dict[str, float]  # per candidate that took part
+    int8_cosine: tuple[float, float] | None  # (mean, min) to fp32 on the probe texts; None: not made
+    flags: list[str]
+    load: float  # the 1-minute load average when it ran: the figures are only as good as that
+    seconds: float  # how long the probe took
+
+
+def probe_file(cache_dir: Path, flags: Iterable[str], openvino_version: str, model_key: str) -> Path:
+    key = hashlib.sha256(f"{PROBE_VERSION}|{openvino_version}|{model_key}|{' '.join(sorted(flags))}".encode())
+    return Path(cache_dir) / "engine-probe" / f"{key.hexdigest()[:16]}.json"
+
+
+def load(path: Path, precisions: Iterable[str]) -> ProbeResult | None:
+    """The remembered probe, or None where there is none (or it is unreadable, or its choice is
+    not a precision this build knows)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        result = ProbeResult(**{**raw, "int8_cosine": tuple(raw["int8_cosine"]) if raw.get("int8_cosine") else None})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return result if result.choice in precisions else None
+
+
+def save(path: Path, result: ProbeResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(result), indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def choose(speed: Mapping[str, float]) -> str:
+    """The most exact precision whose speed is within MARGIN of the fastest."""
+    fastest = max(speed.values())
+    return next(p for p in sorted(speed, key=FIDELITY_ORDER.index) if speed[p] * MARGIN >= fastest)
+
+
+def measure(tokenizer, candidates: Mapping[str, Engine], flags: Iterable[str],
+            int8_cosine: tuple[float, float] | None, clock: Callable[[], float] = time.perf_counter) -> ProbeResult:
+    """Time each candidate on the passages (one untimed run, then ROUNDS alternating rounds; the
+    fastest round of each, the least disturbed by other work) and choose the most exact one within
+    MARGIN of the fastest."""
+    started = clock()
+    encodings = tokenizer.encode_batch(PASSAGES)
+    names = list(candidates)
+    for name in names:
+        candidates[name].run(encodings)  # warm up: the first inference builds kernels
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(ROUNDS):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            t = clock()
+            candidates[name].run(encodings)
+            seconds[name].append(clock() - t)
+    speed = {name: round(len(PASSAGES) / max(min(s), 1e-9), 1) for name, s in seconds.items()}
+    return ProbeResult(choice=choose(speed), chunks_per_s=speed, int8_cosine=int8_cosine,
+                       flags=[f for f in KERNEL_FLAGS if f in set(flags)], load=round(os.getloadavg()[0], 1), seconds=round(clock() - started, 2))

@@ -433,14 +433,37 @@ def test_condense():
     assert labelled.condense("When was he appointed?", history) == "When was Borisov appointed?"
 
 
-def test_condense_returns_the_question_on_failure():
+def test_condense_falls_back_to_the_rule_on_failure():
+    from bot.qa.condense import condense as by_rule
+
     history = [Turn("Who heads Roscosmos?", "Borisov.")]
-    assert answerer(FailingModel()).condense("And before?", history) == "And before?"
-    assert answerer(fake("")).condense("And before?", history) == "And before?"
+    rule = by_rule("And before?", history)
+    assert rule != "And before?"
+    assert answerer(FailingModel()).condense("And before?", history) == rule
+    assert answerer(fake("")).condense("And before?", history) == rule
     hanging = FakeMessagesListChatModel(responses=[AIMessage("x")], sleep=5)
     started = time.monotonic()
-    assert answerer(hanging, timeout_s=0.3).condense("And before?", history) == "And before?"
+    assert answerer(hanging, timeout_s=0.3).condense("And before?", history) == rule
     assert time.monotonic() - started < 1
+
+
+def test_condense_uses_the_rule_when_the_llm_changes_the_subject():
+    """Issue #17: a 0.5B model turned "who did he replace?" into "Who was Borisov's successor?"
+    (the opposite question) and the answer became "Borisov"; the rule keeps "replace"."""
+    from bot.qa.condense import condense as by_rule
+
+    history = [Turn("Who heads Roscosmos?", "Borisov heads Roscosmos [1].")]
+    rule = by_rule("who did he replace?", history)
+    for rewrite in ["Who was Borisov's successor?",  # the question's word "replace" is gone
+                    "Who did Putin replace?",  # a name the conversation never said
+                    "Who did the agency replace?"]:  # no one of the last exchange
+        model = fake(rewrite)
+        assert answerer(model).condense("who did he replace?", history) == rule, rewrite
+    assert answerer(fake("Who did Borisov replace?")).condense("who did he replace?", history) == "Who did Borisov replace?"
+    # A question that does not lean on the conversation is left as asked, without a call.
+    model = fake("anything")
+    assert answerer(model).condense("When was the ISS founded?", history) == "When was the ISS founded?"
+    assert model.seen == []
 
 
 # ---------------------------------------------------------------------------------------------

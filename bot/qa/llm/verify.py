@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 NO_ANSWER = "it found no answer in the passages"
 NOTHING_SUPPORTED = "nothing in its reply is stated by the passages"
 ANSWER_UNSUPPORTED = "its answer sentence is not stated by the passages"
+DISAGREES = "its answer disagrees with the extractive answer"
 
 # Markers the model writes in other forms ("[passage 2]", "【3】"), and reasoning models' thoughts.
 MARKER_VARIANT = re.compile(r"[\[【]\s*(?:passages?|sources?|documents?|doc)?\s*(\d+)\s*[\]】]", re.IGNORECASE)
@@ -388,3 +389,32 @@ def verify_reply(question: str, passages: list[Chunk], scores: list[float], repl
         citations.append(citation_for(passages[i], n, scores[i] if i < len(scores) else 0.0,
                                       span.start if span else None, span.end if span else None))
     return Answer(question, text, False, citations, name)
+
+
+def _norm(text: str) -> str:
+    return " ".join(words(text))
+
+
+def disagreement(answer: Answer, reference: Answer) -> str | None:
+    """Why a verified LLM answer must not be shown next to the extractive `reference` for the
+    same question, or None when they agree: where the extractive answerer answers, the LLM must
+    give its short answer ("Rogozin") or rest on the sentence it highlighted. A verified sentence
+    is one the passages state, not one that answers the question: Qwen 0.5B answered "who did
+    Borisov replace?" with a copied sentence about Russia leaving the ISS. Where the extractive
+    answerer refuses, the LLM's verified answer stands alone."""
+    if reference.refused or not reference.citations:
+        return None
+    if reference.lead:
+        lead = _norm(reference.lead)
+        return None if lead and lead in _norm(answer.text) else f"{DISAGREES} ({reference.lead})"
+    spans = [(c.source, c.start + c.span_start, c.start + c.span_end) for c in reference.citations
+             if c.span_start is not None and c.span_end is not None]
+    if not spans:
+        return None
+    for c in answer.citations:
+        if c.span_start is None or c.span_end is None:
+            continue
+        start, end = c.start + c.span_start, c.start + c.span_end
+        if any(source == c.source and start < e and s < end for source, s, e in spans[:1]):
+            return None
+    return f"{DISAGREES} (another sentence)"

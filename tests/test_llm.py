@@ -352,6 +352,55 @@ def test_invention_fails_word_overlap(key, sentence):
     assert not supported(sentence, ARTICLE[key])
 
 
+UNACCEPTABLE = Chunk(
+    id="iss#2",
+    text="On April 2, Rogozin, then president of Roscosmos, said that such a situation was unacceptable and that "
+    "relationships between the International Space Station and partners of other joint projects will only be "
+    "possible with the complete and unconditional lifting of illegal sanctions.",
+    source="russia-iss-withdrawal.txt",
+    title="Russia to leave the International Space Station after 2024",
+)
+SANCTIONS = Chunk(id="iss#4", text=ARTICLE["sanctions"], source="russia-iss-withdrawal.txt",
+                  title="Russia to leave the International Space Station after 2024")
+
+
+# What Qwen2.5-Coder-0.5B wrote in issue #17, shown with [1] and passing the earlier whole-passage
+# check at 0.64-0.91: each is now not used, with the reason.
+REAL_INVENTIONS = [
+    ("what did nasa say about borisov's decision?",
+     "NASA said that Borisov's decision to leave the station was unacceptable [4].", verify.NOTHING_SUPPORTED),
+    ("when did the first crew arrive on the iss?", "The first crew arrived on the ISS on July 15 [2].",
+     verify.NOTHING_SUPPORTED),
+    ("how much will russia's new station cost?", "Russia's new station will cost more than 100 billion US dollars [3].",
+     verify.NOTHING_SUPPORTED),
+    ("who did borisov replace?", "Borisov replaced Roscosmos as head [2].", verify.NOTHING_SUPPORTED),
+    ("when will russia leave the iss?", f"{ARTICLE['sanctions']} [5].", verify.NO_VALUE),
+]
+
+
+@pytest.mark.parametrize("question,reply,reason", REAL_INVENTIONS)
+def test_real_small_model_inventions_are_not_shown(question, reply, reason):
+    reasons = []
+    passages = [WITHDRAW, SUCCESSION, FOUNDED, UNACCEPTABLE, SANCTIONS]
+    llm_ = answerer(fake(reply), timeout_s=5)
+    llm_.prompt_passages = 5
+    assert llm_.answer(question, passages, [1.0] * 5, on_fallback=reasons.append) is None
+    assert reasons == [reason]
+    # The true answer to the last one passes.
+    if reason == verify.NO_VALUE:
+        good = "Russia has decided to withdraw from the International Space Station plan after 2024 [1]."
+        llm_ = answerer(fake(good))
+        llm_.prompt_passages = 5
+        assert llm_.answer(question, passages, [1.0] * 5).text == good
+
+
+def test_supporting_window_is_highlighted():
+    answer = answerer(fake("Borisov succeeded Rogozin as president of Roscosmos [1].")).answer(
+        "who did borisov replace?", [SUCCESSION], [1.0])
+    (c,) = answer.citations
+    assert c.quote[c.span_start:c.span_end] == SUCCESSION.text  # the one sentence that states it
+
+
 @pytest.fixture(scope="module")
 def minilm():
     """The project's embedding model (all-MiniLM-L6-v2, packaged), as an `embed` callable."""

@@ -38,6 +38,16 @@ NO_ANSWER = "it found no answer in the passages"
 NOTHING_SUPPORTED = "nothing in its reply is stated by the passages"
 ANSWER_UNSUPPORTED = "its answer sentence is not stated by the passages"
 DISAGREES = "its answer disagrees with the extractive answer"
+NO_VALUE = "its answer does not give the date or number asked for"
+
+# Questions that ask for a date or a quantity, and what such an answer holds: a digit, a month,
+# a number word. Qwen 0.5B answered "when will Russia leave the ISS?" with a copied (so
+# verifiable) paragraph about sanctions that never says when.
+_ASKS_VALUE = re.compile(r"^\W*(?:when|what year|what date|how (?:many|much|long|old|often|far|big|large))\b", re.I)
+_VALUE = re.compile(r"\d|\b(?:january|february|march|april|may|june|july|august|september|october|november|"
+                    r"december|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+                    r"hundred|thousand|million|billion|dozen|once|twice|never|always|daily|weekly|yearly|"
+                    r"annually|today|yesterday|tomorrow|year|years|month|months|week|weeks|day|days)\b", re.I)
 
 # Markers the model writes in other forms ("[passage 2]", "【3】"), and reasoning models' thoughts.
 MARKER_VARIANT = re.compile(r"[\[【]\s*(?:passages?|sources?|documents?|doc)?\s*(\d+)\s*[\]】]", re.IGNORECASE)
@@ -368,6 +378,8 @@ def verify_reply(question: str, passages: list[Chunk], scores: list[float], repl
         return NOTHING_SUPPORTED
     if first_dropped:
         return ANSWER_UNSUPPORTED
+    if _ASKS_VALUE.search(question) and not any(_VALUE.search(strip_markers(s.text)) for kept in lines for s in kept):
+        return NO_VALUE
 
     mapping: dict[int, int] = {}  # passage index -> final citation number
     spans: dict[int, Support] = {}  # passage index -> the span highlighted in its citation

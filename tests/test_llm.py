@@ -374,7 +374,10 @@ REAL_INVENTIONS = [
     ("how much will russia's new station cost?", "Russia's new station will cost more than 100 billion US dollars [3].",
      verify.NOTHING_SUPPORTED),
     ("who did borisov replace?", "Borisov replaced Roscosmos as head [2].", verify.NOTHING_SUPPORTED),
-    ("when will russia leave the iss?", f"{ARTICLE['sanctions']} [5].", verify.NO_VALUE),
+    # A copied paragraph that never mentions Russia, nor when.
+    ("when will russia leave the iss?", f"{ARTICLE['sanctions']} [5].", verify.NOTHING_SUPPORTED),
+    ("when will russia leave the iss?", "Russia has decided to withdraw from the International Space Station plan [1].",
+     verify.NO_VALUE),
 ]
 
 

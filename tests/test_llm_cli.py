@@ -195,3 +195,12 @@ def test_eval_counts_fallbacks(iss_index, openai_env, tmp_path, caplog):
     # Told once per session (on bot.notice, which the CLI prints on stderr), not once per question.
     told = [r for r in caplog.records if r.name == "bot.notice" and "answered without it" in r.getMessage()]
     assert len(told) == 1 and told[0].levelname == "WARNING"
+
+
+def test_ask_llm_does_not_answer_where_the_extractive_answerer_refuses(iss_index, openai_env):
+    """Qwen 0.5B answered "when will NASA leave the ISS?" with Russia's 2024, from a passage
+    that states it: an LLM answer is only shown where it can be checked against an extractive one."""
+    openai_env.script(f"{WITHDRAW} [1].")
+    data = ask_json(iss_index, "when will nasa leave the iss?")
+    assert data["refused"] is True and data["answerer"] == "extractive"
+    assert data["fallback_reason"] == "the extractive answerer found no answer to check it against"

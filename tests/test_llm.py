@@ -397,6 +397,13 @@ def test_real_small_model_inventions_are_not_shown(question, reply, reason):
         assert llm_.answer(question, passages, [1.0] * 5).text == good
 
 
+def test_cut_off_sentence_is_dropped():
+    """Gemma 3 270M ran into the token limit mid-copy: "… At the same time, the [2]"."""
+    reply = "Russia decided to withdraw from the station after 2024 [1].\n\n… Borisov, the new president of [1]"
+    answer = answerer(fake(reply)).answer("q", PASSAGES, SCORES)
+    assert answer.text == "Russia decided to withdraw from the station after 2024 [1]."
+
+
 def test_supporting_window_is_highlighted():
     answer = answerer(fake("Borisov succeeded Rogozin as president of Roscosmos [1].")).answer(
         "who did borisov replace?", [SUCCESSION], [1.0])

@@ -331,8 +331,15 @@ def _renumber(text: str, mapping: dict[int, int], cited: list[int], added: bool)
     return text
 
 
+# A sentence cut off (by the token limit, or copied mid-passage by a base model): "… At the same
+# time, the [2]" (Gemma 3 270M). It may be "stated" word for word and still says nothing.
+_COMPLETE = re.compile(r"[.!?:;\"”’)\]]$")
+
+
 def _check(checker: SupportChecker, text: str, n_passages: int, answers: bool) -> _Sentence | None:
     """The sentence with the passages that state it, or None: drop it."""
+    if not _COMPLETE.search(strip_markers(text).rstrip()):
+        return None
     claim = Claim.of(text, answers)
     marked = [n - 1 for n in marker_numbers(text) if 1 <= n <= n_passages]
     cited = list(dict.fromkeys(marked))

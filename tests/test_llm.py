@@ -352,6 +352,65 @@ def test_invention_fails_word_overlap(key, sentence):
     assert not supported(sentence, ARTICLE[key])
 
 
+UNACCEPTABLE = Chunk(
+    id="iss#2",
+    text="On April 2, Rogozin, then president of Roscosmos, said that such a situation was unacceptable and that "
+    "relationships between the International Space Station and partners of other joint projects will only be "
+    "possible with the complete and unconditional lifting of illegal sanctions.",
+    source="russia-iss-withdrawal.txt",
+    title="Russia to leave the International Space Station after 2024",
+)
+SANCTIONS = Chunk(id="iss#4", text=ARTICLE["sanctions"], source="russia-iss-withdrawal.txt",
+                  title="Russia to leave the International Space Station after 2024")
+
+
+# What Qwen2.5-Coder-0.5B wrote in issue #17, shown with [1] and passing the earlier whole-passage
+# check at 0.64-0.91: each is now not used, with the reason.
+REAL_INVENTIONS = [
+    ("what did nasa say about borisov's decision?",
+     "NASA said that Borisov's decision to leave the station was unacceptable [4].", verify.NOTHING_SUPPORTED),
+    ("when did the first crew arrive on the iss?", "The first crew arrived on the ISS on July 15 [2].",
+     verify.NOTHING_SUPPORTED),
+    ("how much will russia's new station cost?", "Russia's new station will cost more than 100 billion US dollars [3].",
+     verify.NOTHING_SUPPORTED),
+    ("who did borisov replace?", "Borisov replaced Roscosmos as head [2].", verify.NOTHING_SUPPORTED),
+    # A copied paragraph that never mentions Russia, nor when.
+    ("when will russia leave the iss?", f"{ARTICLE['sanctions']} [5].", verify.NOTHING_SUPPORTED),
+    ("when will russia leave the iss?", "Russia has decided to withdraw from the International Space Station plan [1].",
+     verify.NO_VALUE),
+]
+
+
+@pytest.mark.parametrize("question,reply,reason", REAL_INVENTIONS)
+def test_real_small_model_inventions_are_not_shown(question, reply, reason):
+    reasons = []
+    passages = [WITHDRAW, SUCCESSION, FOUNDED, UNACCEPTABLE, SANCTIONS]
+    llm_ = answerer(fake(reply), timeout_s=5)
+    llm_.prompt_passages = 5
+    assert llm_.answer(question, passages, [1.0] * 5, on_fallback=reasons.append) is None
+    assert reasons == [reason]
+    # The true answer to the last one passes.
+    if reason == verify.NO_VALUE:
+        good = "Russia has decided to withdraw from the International Space Station plan after 2024 [1]."
+        llm_ = answerer(fake(good))
+        llm_.prompt_passages = 5
+        assert llm_.answer(question, passages, [1.0] * 5).text == good
+
+
+def test_cut_off_sentence_is_dropped():
+    """Gemma 3 270M ran into the token limit mid-copy: "… At the same time, the [2]"."""
+    reply = "Russia decided to withdraw from the station after 2024 [1].\n\n… Borisov, the new president of [1]"
+    answer = answerer(fake(reply)).answer("q", PASSAGES, SCORES)
+    assert answer.text == "Russia decided to withdraw from the station after 2024 [1]."
+
+
+def test_supporting_window_is_highlighted():
+    answer = answerer(fake("Borisov succeeded Rogozin as president of Roscosmos [1].")).answer(
+        "who did borisov replace?", [SUCCESSION], [1.0])
+    (c,) = answer.citations
+    assert c.quote[c.span_start:c.span_end] == SUCCESSION.text  # the one sentence that states it
+
+
 @pytest.fixture(scope="module")
 def minilm():
     """The project's embedding model (all-MiniLM-L6-v2, packaged), as an `embed` callable."""
@@ -433,14 +492,37 @@ def test_condense():
     assert labelled.condense("When was he appointed?", history) == "When was Borisov appointed?"
 
 
-def test_condense_returns_the_question_on_failure():
+def test_condense_falls_back_to_the_rule_on_failure():
+    from bot.qa.condense import condense as by_rule
+
     history = [Turn("Who heads Roscosmos?", "Borisov.")]
-    assert answerer(FailingModel()).condense("And before?", history) == "And before?"
-    assert answerer(fake("")).condense("And before?", history) == "And before?"
+    rule = by_rule("And before?", history)
+    assert rule != "And before?"
+    assert answerer(FailingModel()).condense("And before?", history) == rule
+    assert answerer(fake("")).condense("And before?", history) == rule
     hanging = FakeMessagesListChatModel(responses=[AIMessage("x")], sleep=5)
     started = time.monotonic()
-    assert answerer(hanging, timeout_s=0.3).condense("And before?", history) == "And before?"
+    assert answerer(hanging, timeout_s=0.3).condense("And before?", history) == rule
     assert time.monotonic() - started < 1
+
+
+def test_condense_uses_the_rule_when_the_llm_changes_the_subject():
+    """Issue #17: a 0.5B model turned "who did he replace?" into "Who was Borisov's successor?"
+    (the opposite question) and the answer became "Borisov"; the rule keeps "replace"."""
+    from bot.qa.condense import condense as by_rule
+
+    history = [Turn("Who heads Roscosmos?", "Borisov heads Roscosmos [1].")]
+    rule = by_rule("who did he replace?", history)
+    for rewrite in ["Who was Borisov's successor?",  # the question's word "replace" is gone
+                    "Who did Putin replace?",  # a name the conversation never said
+                    "Who did the agency replace?"]:  # no one of the last exchange
+        model = fake(rewrite)
+        assert answerer(model).condense("who did he replace?", history) == rule, rewrite
+    assert answerer(fake("Who did Borisov replace?")).condense("who did he replace?", history) == "Who did Borisov replace?"
+    # A question that does not lean on the conversation is left as asked, without a call.
+    model = fake("anything")
+    assert answerer(model).condense("When was the ISS founded?", history) == "When was the ISS founded?"
+    assert model.seen == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -163,3 +163,44 @@ def test_discord_command_streams_only_with_an_llm(iss_index, openai_env, monkeyp
 
     with pytest.raises(UserFacingError):
         list(wired["stream_fn"]("   ", []))
+
+
+def test_ask_llm_verified_but_off_question_falls_back(iss_index, openai_env):
+    """Issue #17: a sentence the passages state is not yet an answer. Qwen 0.5B answered "who did
+    Borisov replace?" with a copied sentence about Russia leaving the ISS; the extractive answer
+    (Rogozin) is shown instead, and the JSON says why."""
+    openai_env.script(f"{WITHDRAW} [1].")
+    data = ask_json(iss_index, "who did borisov replace?")
+    assert data["answerer"] == "extractive" and "Rogozin" in data["answer"]
+    assert data["fallback_reason"] == "its answer disagrees with the extractive answer (Rogozin)"
+
+
+def test_eval_counts_fallbacks(iss_index, openai_env, tmp_path, caplog):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "q1", "question": "who did borisov replace?", "answers": ["Rogozin"],
+                                "evidence": None, "source": "russia-iss-withdrawal.txt", "kind": "who"}) + "\n")
+    openai_env.script(f"{WITHDRAW} [1].")
+    where = ["--corpus", str(iss_index.corpus), "--index", str(iss_index.index)]
+    result = CliRunner().invoke(cli, ["eval", "--gold", str(gold), "--llm", "openai:test-model", "--json", *where])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["metrics"]["llm_fallbacks"] == 1 and data["metrics"]["llm_answers"] == 0
+    assert data["fallback_reasons"] == {"its answer disagrees with the extractive answer": 1}
+    assert data["items"][0]["fallback_reason"].startswith("its answer disagrees")
+    gold.write_text("".join(gold.read_text().replace('"q1"', f'"q{n}"') for n in (1, 2, 3)))  # one session, 3 fallbacks
+    caplog.clear()
+    with caplog.at_level("DEBUG"):
+        table = CliRunner().invoke(cli, ["eval", "--gold", str(gold), "--llm", "openai:test-model", *where])
+    assert "fell back  3: its answer disagrees with the extractive answer" in table.stdout
+    # Told once per session (on bot.notice, which the CLI prints on stderr), not once per question.
+    told = [r for r in caplog.records if r.name == "bot.notice" and "answered without it" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelname == "WARNING"
+
+
+def test_ask_llm_does_not_answer_where_the_extractive_answerer_refuses(iss_index, openai_env):
+    """Qwen 0.5B answered "when will NASA leave the ISS?" with Russia's 2024, from a passage
+    that states it: an LLM answer is only shown where it can be checked against an extractive one."""
+    openai_env.script(f"{WITHDRAW} [1].")
+    data = ask_json(iss_index, "when will nasa leave the iss?")
+    assert data["refused"] is True and data["answerer"] == "extractive"
+    assert data["fallback_reason"] == "the extractive answerer found no answer to check it against"

@@ -192,7 +192,11 @@ class QA:
         result = self._unmentioned(run) or self._two_hop(run)
         reasons: list[str] = []
         if result is None and self.llm_answerer is not None and run.hits:
-            result = self.llm_answerer.answer(run.question, *self._passages(run), run.history, reasons.append)
+            reference = self._extractive(run)  # what the LLM's answer must agree with, and the fallback
+            result = self.llm_answerer.answer(run.question, *self._passages(run), run.history, reasons.append, reference)
+            if result is None:
+                reference.fallback_reason = reasons[-1] if reasons else None
+                result = reference
         return self._finish(run, result or self._extractive(run, reasons), t0)
 
     def stream(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Iterator[str | Answer]:
@@ -204,9 +208,14 @@ class QA:
         final = self._unmentioned(run) or self._two_hop(run)
         reasons: list[str] = []
         if final is None and self.llm_answerer is not None and run.hits:
-            for item in self.llm_answerer.stream(run.question, *self._passages(run), run.history, reasons.append):
+            reference = self._extractive(run)  # what the LLM's answer must agree with, and the fallback
+            for item in self.llm_answerer.stream(run.question, *self._passages(run), run.history, reasons.append,
+                                                 reference):
                 if isinstance(item, str):
                     yield item
                 else:
                     final = item  # the verified Answer, or None: fall back
+            if final is None:
+                reference.fallback_reason = reasons[-1] if reasons else None
+                final = reference
         yield self._finish(run, final or self._extractive(run, reasons), t0)

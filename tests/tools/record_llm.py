@@ -55,9 +55,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(python: str, gguf: Path, name: str, port: int, log: Path) -> subprocess.Popen:
+def start_server(python: str, gguf: Path, name: str, port: int, log: Path, chat_format: str | None) -> subprocess.Popen:
     command = [python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", name,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]
+    if chat_format:  # for a GGUF without a chat template (else llama-cpp-python falls back to llama-2's)
+        command += ["--chat_format", chat_format]
     server = subprocess.Popen(command, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=INDEX:CORPUS")
     parser.add_argument("--timeout", type=float, default=120, help="seconds per reply")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--chat-format", default=None, help="llama-cpp-python chat format, e.g. gemma")
     args = parser.parse_args()
 
     from bot.config import Settings
@@ -91,7 +94,8 @@ def main() -> None:
     out = args.out or REPO / "tests/llm_transcripts" / f"{args.name}.jsonl"
     header = {"model": args.name, "gguf": args.gguf.name, "gguf_sha256": sha256(args.gguf),
               "gguf_bytes": args.gguf.stat().st_size, "prompt": prompt_fingerprint(),
-              "server": "llama-cpp-python[server] 0.3.36, n_ctx 4096, 2 threads, temperature 0",
+              "server": "llama-cpp-python[server] 0.3.36, n_ctx 4096, 2 threads, temperature 0"
+                        + (f", chat format {args.chat_format}" if args.chat_format else ""),
               "recorded": time.strftime("%Y-%m-%d")}
     done: set[str] = set()
     asked: set[tuple[str, str]] = set()  # (set, id) already recorded: not asked again on resume
@@ -107,7 +111,7 @@ def main() -> None:
         out.write_text(json.dumps(header) + "\n", encoding="utf-8")
 
     port = free_port()
-    server = start_server(args.server_python, args.gguf, args.name, port, out.with_suffix(".server.log"))
+    server = start_server(args.server_python, args.gguf, args.name, port, out.with_suffix(".server.log"), args.chat_format)
     os.environ.update(OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="unused")
     try:
         for spec in args.sets:

@@ -21,14 +21,18 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 
 from bot.errors import describe
+from bot.qa.condense import condense as rule_condense
+from bot.qa.condense import disagreement, is_follow_up
 from bot.qa.llm.prompts import (ANSWER_PROMPT, CONDENSE_PROMPT, HISTORY_ANSWER_CHARS, HISTORY_TURNS, PROMPT_PASSAGES,
                                 SentenceScorer, answer_inputs, word_overlap)
+from bot.qa.llm import verify
 from bot.qa.llm.verify import THINKING, verify_reply
 from bot.schema import Answer, Chunk, Turn
 from bot.text import split_sentences, strip_markers
 from bot.threads import in_thread
 
 log = logging.getLogger(__name__)
+notices = logging.getLogger("bot.notice")  # what the user is told while it works: stderr, in the CLI
 
 FallbackFn = Callable[[str], None]  # told why the LLM's answer was not used
 
@@ -126,11 +130,13 @@ class LLMAnswerer:
         scores: list[float],
         history: list[Turn] | None = None,
         on_fallback: FallbackFn | None = None,
+        reference: Answer | None = None,
     ) -> Answer | None:
         """The verified LLM answer, or None when the caller should fall back (`on_fallback` is
-        then told why, in a few words)."""
+        then told why, in a few words). `reference`: the extractive answer to the same question,
+        which a verified answer must agree with (`verify.disagreement`)."""
         final = None
-        for item in self.stream(question, passages, scores, history, on_fallback):
+        for item in self.stream(question, passages, scores, history, on_fallback, reference):
             if not isinstance(item, str):
                 final = item
         return final
@@ -142,6 +148,7 @@ class LLMAnswerer:
         scores: list[float],
         history: list[Turn] | None = None,
         on_fallback: FallbackFn | None = None,
+        reference: Answer | None = None,
     ) -> Iterator[str | Answer | None]:
         """Yield the reply's text deltas as they arrive (unverified), then one last item: the
         verified Answer, or None meaning "fall back" (the streamed text must then be discarded;
@@ -170,13 +177,16 @@ class LLMAnswerer:
         reply = "".join(parts)
         if self.on_reply is not None:
             self.on_reply(question, passages, inputs, reply)
-        yield self._verified(question, passages, scores, reply, started, on_fallback)
+        yield self._verified(question, passages, scores, reply, started, on_fallback, reference)
 
     def condense(self, question: str, history: list[Turn] | None) -> str:
-        """Rewrite a follow-up question into a standalone one; the question itself when there is
-        no history or on any failure."""
-        if not history:
+        """Rewrite a follow-up question into a standalone one. A question the rule of
+        bot/qa/condense.py does not take for a follow-up is left as asked (no call); the LLM's
+        rewrite is used only where it agrees with the conversation (`condense.disagreement`),
+        else, and on any failure, the rule-based rewrite is."""
+        if not history or not is_follow_up(question):
             return question
+        by_rule = rule_condense(question, history)
         conversation = "\n".join(
             f"User: {t.question}\nAssistant: {strip_markers(t.answer)[:HISTORY_ANSWER_CHARS]}"
             for t in history[-HISTORY_TURNS:]
@@ -186,22 +196,28 @@ class LLMAnswerer:
             (reply,) = in_thread(lambda: [self.condense_chain.invoke(inputs)], deadline_s=self.timeout_s)
         except Exception as e:
             log.warning("LLM %s could not condense the question: %s", self.name, describe(e))
-            return question
+            return by_rule
         reply = THINKING.sub("", reply)
         lines = [line.strip() for line in reply.splitlines() if line.strip()]
         rewritten = re.sub(r"^(standalone question|question)\s*:\s*", "", lines[0], flags=re.I) if lines else ""
         rewritten = rewritten.strip().strip("\"'“”‘’`").strip()
         if not rewritten or len(rewritten) > max(300, 4 * len(question)):
-            return question
+            return by_rule
+        reason = disagreement(question, rewritten, history)
+        if reason:
+            log.info("LLM %s rewrote %r as %r, but %s; using %r", self.name, question, rewritten, reason, by_rule)
+            return by_rule
         return rewritten
 
     def _verified(
         self, question: str, passages: list[Chunk], scores: list[float], reply: str, started: float,
-        on_fallback: FallbackFn | None = None,
+        on_fallback: FallbackFn | None = None, reference: Answer | None = None,
     ) -> Answer | None:
         generated = time.monotonic()
         try:
             result = verify_reply(question, passages, scores, reply, self.name, self.embed)
+            if isinstance(result, Answer) and reference is not None:
+                result = verify.disagreement(result, reference) or result
         except Exception:  # a bug here must not cost the user an answer: fall back
             log.exception("LLM %s: verifying the reply failed, falling back", self.name)
             self._fell_back("its reply could not be verified", on_fallback)
@@ -221,7 +237,7 @@ class LLMAnswerer:
             log.debug("LLM %s %s; answered without it", self.name.removeprefix("llm:"), reason)
         else:
             self._reported.add(kind)
-            log.warning("LLM %s %s; answered without it (said once per session)", self.name.removeprefix("llm:"),
-                        reason)
+            notices.warning("LLM %s %s; answered without it (said once per session)",
+                            self.name.removeprefix("llm:"), reason)
         if on_fallback is not None:
             on_fallback(reason)

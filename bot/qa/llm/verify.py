@@ -3,8 +3,8 @@
 A sentence of the reply is a claim. It is shown, with a citation, only when one window of a
 passage (one sentence, or two neighbouring ones) states it:
 - every name, number (date, amount, version) and quoted phrase of the claim occurs in the window
-  or, for names, in the passage's title or section (trivial variants allowed: case, possessive
-  's, plural and other inflections, "ISS" for "International Space Station", "15th" for "15");
+  (trivial variants allowed: case, possessive 's, plural and other inflections, "ISS" for
+  "International Space Station", "15th" for "15");
 - the claim's subject (its words before the verb) occurs there too: "NASA said …" needs NASA;
 - most of its content words occur there (OVERLAP_MIN_SHARE), and with embeddings the window
   means the same (EMBED_MIN_SUPPORT);
@@ -37,6 +37,18 @@ log = logging.getLogger(__name__)
 NO_ANSWER = "it found no answer in the passages"
 NOTHING_SUPPORTED = "nothing in its reply is stated by the passages"
 ANSWER_UNSUPPORTED = "its answer sentence is not stated by the passages"
+DISAGREES = "its answer disagrees with the extractive answer"
+NO_VALUE = "its answer does not give the date or number asked for"
+REFERENCE_REFUSED = "the extractive answerer found no answer to check it against"
+
+# Questions that ask for a date or a quantity, and what such an answer holds: a digit, a month,
+# a number word. Qwen 0.5B answered "when will Russia leave the ISS?" with a copied (so
+# verifiable) paragraph about sanctions that never says when.
+_ASKS_VALUE = re.compile(r"^\W*(?:when|what year|what date|how (?:many|much|long|old|often|far|big|large))\b", re.I)
+_VALUE = re.compile(r"\d|\b(?:january|february|march|april|may|june|july|august|september|october|november|"
+                    r"december|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+                    r"hundred|thousand|million|billion|dozen|once|twice|never|always|daily|weekly|yearly|"
+                    r"annually|today|yesterday|tomorrow|year|years|month|months|week|weeks|day|days)\b", re.I)
 
 # Markers the model writes in other forms ("[passage 2]", "【3】"), and reasoning models' thoughts.
 MARKER_VARIANT = re.compile(r"[\[【]\s*(?:passages?|sources?|documents?|doc)?\s*(\d+)\s*[\]】]", re.IGNORECASE)
@@ -116,9 +128,10 @@ class Claim:
     numbers: set[str]
     quoted: list[str]
     subject: list[tuple[frozenset[str], str]]  # its words before the verb, each as a name is
+    answers: bool = False  # the reply's first sentence: it must be about what the question asks
 
     @classmethod
-    def of(cls, sentence: str) -> "Claim":
+    def of(cls, sentence: str, answers: bool = False) -> "Claim":
         body = strip_markers(sentence)
         quoted = [" ".join((a or b).lower().split()) for a, b in _QUOTED.findall(body)]
         first = re.match(r"\W*(\w+)", body)
@@ -131,7 +144,7 @@ class Claim:
             key = _name_key(text)
             if key[0]:
                 names.append(key)
-        return cls(body, _stems(body), names, _numbers(body), quoted, _subject(body))
+        return cls(body, _stems(body), names, _numbers(body), quoted, _subject(body), answers)
 
 
 def _subject(body: str) -> list[tuple[frozenset[str], str]]:
@@ -232,7 +245,8 @@ class SupportChecker:
             self.embed = None
 
     def support(self, claim: Claim, group: Sequence[int]) -> Support | None:
-        """The best window of the passages of `group` that states `claim`, or None."""
+        """The best window of the passages of `group` that states `claim`, or None. The names the
+        question asks about are required of the answer sentence (`claim.answers`) only."""
         if not claim.stems:
             return None
         best = None
@@ -263,14 +277,17 @@ class SupportChecker:
     def _states(self, claim: Claim, passage: _Passage, window: _Window) -> float | None:
         """The share of the claim's words the window holds, if it holds every name, number,
         quoted phrase and subject word of the claim and the names asked about; else None."""
-        known = window.stems | passage.heading
         if not claim.numbers <= window.numbers:
             return None
         if any(q not in window.text for q in claim.quoted):
             return None
-        for stems, raw in claim.names + self.asked + claim.subject:
-            if not (stems <= known or _starts_word(raw, window.text)):
+        # Names and the subject must be in the window itself: the title names what the whole
+        # document is about ("Russia to leave the ISS"), and Qwen 0.5B turned "the United States,
+        # Canada and European space agencies said" into "Russia, Canada and European space agencies".
+        for stems, raw in claim.names + (self.asked if claim.answers else []) + claim.subject:
+            if not (stems <= window.stems or _starts_word(raw, window.text)):
                 return None
+        known = window.stems | passage.heading
         share = len(claim.stems & known) / len(claim.stems)
         return share if share >= OVERLAP_MIN_SHARE else None
 
@@ -314,9 +331,16 @@ def _renumber(text: str, mapping: dict[int, int], cited: list[int], added: bool)
     return text
 
 
-def _check(checker: SupportChecker, text: str, n_passages: int) -> _Sentence | None:
+# A sentence cut off (by the token limit, or copied mid-passage by a base model): "… At the same
+# time, the [2]" (Gemma 3 270M). It may be "stated" word for word and still says nothing.
+_COMPLETE = re.compile(r"[.!?:;\"”’)\]]$")
+
+
+def _check(checker: SupportChecker, text: str, n_passages: int, answers: bool) -> _Sentence | None:
     """The sentence with the passages that state it, or None: drop it."""
-    claim = Claim.of(text)
+    if not _COMPLETE.search(strip_markers(text).rstrip()):
+        return None
+    claim = Claim.of(text, answers)
     marked = [n - 1 for n in marker_numbers(text) if 1 <= n <= n_passages]
     cited = list(dict.fromkeys(marked))
     if cited:  # keep the markers of the passages that state it by themselves
@@ -351,13 +375,14 @@ def verify_reply(question: str, passages: list[Chunk], scores: list[float], repl
             if _is_refusal(text):  # next to claims, "I couldn't find this" says nothing
                 continue
             total += 1
-            checked = _check(checker, text, len(passages))
+            lead_in = strip_markers(text).endswith(":")  # "Here is what the documents say:"
+            checked = _check(checker, text, len(passages), answers=first_dropped is None and not lead_in)
             if checked is None:
                 dropped += 1
                 log.debug("LLM %s: dropped as not stated by the passages: %s", name, text)
             else:
                 kept.append(checked)
-            if first_dropped is None and not strip_markers(text).endswith(":"):  # not a lead-in ("Here is …:")
+            if first_dropped is None and not lead_in:
                 first_dropped = checked is None
         lines.append(kept)
 
@@ -367,6 +392,8 @@ def verify_reply(question: str, passages: list[Chunk], scores: list[float], repl
         return NOTHING_SUPPORTED
     if first_dropped:
         return ANSWER_UNSUPPORTED
+    if _ASKS_VALUE.search(question) and not any(_VALUE.search(strip_markers(s.text)) for kept in lines for s in kept):
+        return NO_VALUE
 
     mapping: dict[int, int] = {}  # passage index -> final citation number
     spans: dict[int, Support] = {}  # passage index -> the span highlighted in its citation
@@ -388,3 +415,36 @@ def verify_reply(question: str, passages: list[Chunk], scores: list[float], repl
         citations.append(citation_for(passages[i], n, scores[i] if i < len(scores) else 0.0,
                                       span.start if span else None, span.end if span else None))
     return Answer(question, text, False, citations, name)
+
+
+def _norm(text: str) -> str:
+    return " ".join(words(text))
+
+
+def disagreement(answer: Answer, reference: Answer) -> str | None:
+    """Why a verified LLM answer must not be shown next to the extractive `reference` for the
+    same question, or None when they agree: where the extractive answerer answers, the LLM must
+    give its short answer ("Rogozin") or rest on the sentence it highlighted. A verified sentence
+    is one the passages state, not one that answers the question: Qwen 0.5B answered "who did
+    Borisov replace?" with a copied sentence about Russia leaving the ISS. Where the extractive
+    answerer refuses, so does the LLM answer: of the four such answers Qwen 0.5B gave to ISS
+    questions, two answered unanswerable questions ("when will NASA leave the ISS?" with Russia's
+    2024) and two were right."""
+    if reference.refused:
+        return REFERENCE_REFUSED
+    if not reference.citations:
+        return None
+    if reference.lead:
+        lead = _norm(reference.lead)
+        return None if lead and lead in _norm(answer.text) else f"{DISAGREES} ({reference.lead})"
+    spans = [(c.source, c.start + c.span_start, c.start + c.span_end) for c in reference.citations
+             if c.span_start is not None and c.span_end is not None]
+    if not spans:
+        return None
+    for c in answer.citations:
+        if c.span_start is None or c.span_end is None:
+            continue
+        start, end = c.start + c.span_start, c.start + c.span_end
+        if any(source == c.source and start < e and s < end for source, s, e in spans[:1]):
+            return None
+    return f"{DISAGREES} (another sentence)"

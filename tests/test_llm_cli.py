@@ -204,3 +204,13 @@ def test_ask_llm_does_not_answer_where_the_extractive_answerer_refuses(iss_index
     data = ask_json(iss_index, "when will nasa leave the iss?")
     assert data["refused"] is True and data["answerer"] == "extractive"
     assert data["fallback_reason"] == "the extractive answerer found no answer to check it against"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
+def test_bad_llm_timeout_is_one_line(value, iss_index, monkeypatch):
+    monkeypatch.setenv("QABOT_LLM_TIMEOUT", value)
+    result = CliRunner().invoke(cli, ["ask", "q", "--llm", "openai:m", "--corpus", str(iss_index.corpus),
+                                      "--index", str(iss_index.index)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "QABOT_LLM_TIMEOUT" in line and ("positive number" in line or "must be a number" in line)

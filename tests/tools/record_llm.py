@@ -19,7 +19,6 @@ the questions: iss_gold, pydocs_gold (tests/gold/*_qa.jsonl) or X_dev (tests/dev
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import socket
@@ -34,19 +33,13 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from fake_openai import transcript_key  # noqa: E402
 
+from bot.ingest.discover import file_sha256  # noqa: E402
+
 GOLD_FILES = {"iss_gold": REPO / "tests/gold/iss_qa.jsonl", "pydocs_gold": REPO / "tests/gold/pydocs_qa.jsonl"}
 
 
 def questions_file(set_name: str) -> Path:
     return GOLD_FILES.get(set_name) or REPO / "tests/devsets" / f"{set_name}.jsonl"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def free_port() -> int:
@@ -92,7 +85,7 @@ def main() -> None:
     from bot.qa.pipeline import QA, make_llm_answerer
 
     out = args.out or REPO / "tests/llm_transcripts" / f"{args.name}.jsonl"
-    header = {"model": args.name, "gguf": args.gguf.name, "gguf_sha256": sha256(args.gguf),
+    header = {"model": args.name, "gguf": args.gguf.name, "gguf_sha256": file_sha256(args.gguf),
               "gguf_bytes": args.gguf.stat().st_size, "prompt": prompt_fingerprint(),
               "server": "llama-cpp-python[server] 0.3.36, n_ctx 4096, 2 threads, temperature 0"
                         + (f", chat format {args.chat_format}" if args.chat_format else ""),

@@ -79,14 +79,15 @@ def test_disjoint_folders_at_once_and_the_same_folder_in_turn(server, corpus, tm
     assert r1["chunks_embedded"] + r2["chunks_embedded"] == total
 
     # The same folder from both, after both folders changed: one run does the work, the other
-    # waits for it and then finds nothing left to do. Nothing is embedded twice.
+    # waits for it and then finds nothing left to do. Nothing is embedded twice. (When both claim
+    # at the same moment, both see the overlap and back off once, so both may say they waited.)
     for name in ("a/doc000.md", "b/doc000.md"):
         path = corpus / name
         path.write_text(path.read_text() + "\n\nA closing paragraph added later, with new words.\n")
     one = machine(server.url, corpus, tmp_path / "m1")
     two = machine(server.url, corpus, tmp_path / "m2")
     (r1, e1), (r2, e2) = finish(one), finish(two)
-    assert (WAITED in e1) != (WAITED in e2), (e1, e2)
+    assert WAITED in e1 + e2, (e1, e2)
     assert sorted([r1["updated"], r2["updated"]]) == [0, 2]
     assert sorted([r1["unchanged"], r2["unchanged"]]) == [10, 12]
     check_index(settings)

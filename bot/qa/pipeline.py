@@ -122,12 +122,16 @@ class QA:
     def _retrieve(self, run: _Run) -> None:
         run.hits, run.vector = self.retriever.retrieve(run.query, max(run.k, PASSAGES_SCANNED), run.timings)
 
-    def _extractive(self, run: _Run, fallback_reasons: list[str] | None = None) -> Answer:
+    def _extractive(self, run: _Run) -> Answer:
         result = self.extractive.answer(run.query, run.vector, run.hits, asked=run.question)
         result.question = run.question
-        if fallback_reasons:
-            result.fallback_reason = fallback_reasons[-1]
         return result
+
+    @staticmethod
+    def _fallen_back(reference: Answer, reasons: list[str]) -> Answer:
+        """The extractive answer shown instead of the LLM's, saying why (the last reason given)."""
+        reference.fallback_reason = reasons[-1] if reasons else None
+        return reference
 
     def _passages(self, run: _Run) -> tuple[list, list[float]]:
         passages = run.hits[:run.k]
@@ -193,11 +197,9 @@ class QA:
         reasons: list[str] = []
         if result is None and self.llm_answerer is not None and run.hits:
             reference = self._extractive(run)  # what the LLM's answer must agree with, and the fallback
-            result = self.llm_answerer.answer(run.question, *self._passages(run), run.history, reasons.append, reference)
-            if result is None:
-                reference.fallback_reason = reasons[-1] if reasons else None
-                result = reference
-        return self._finish(run, result or self._extractive(run, reasons), t0)
+            result = self.llm_answerer.answer(run.question, *self._passages(run), run.history, reasons.append,
+                                              reference) or self._fallen_back(reference, reasons)
+        return self._finish(run, result or self._extractive(run), t0)
 
     def stream(self, question: str, history: list[Turn] | None = None, k: int | None = None) -> Iterator[str | Answer]:
         """Like `answer`, but with an LLM yields its text deltas as they are written (unverified),
@@ -215,7 +217,5 @@ class QA:
                     yield item
                 else:
                     final = item  # the verified Answer, or None: fall back
-            if final is None:
-                reference.fallback_reason = reasons[-1] if reasons else None
-                final = reference
-        yield self._finish(run, final or self._extractive(run, reasons), t0)
+            final = final or self._fallen_back(reference, reasons)
+        yield self._finish(run, final or self._extractive(run), t0)

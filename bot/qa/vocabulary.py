@@ -119,8 +119,8 @@ class QueryVocabulary:
         self.english = english
 
     def _typo_fix(self, word: str) -> str | None:
-        """The corpus word one edit away that a typo most likely meant (the most common in
-        English among them), for a word that neither the corpus nor English knows."""
+        """The corpus word one edit away that a typo most likely meant (the likeliest slip, then
+        the most common in English), for a word that neither the corpus nor English knows."""
         if len(word) < MIN_TYPO_LENGTH or word in STOPWORDS or self._in_corpus(word) or self.english.known(word):
             return None
         candidates = {c: rank for c, rank in edits1(word).items() if c in self.corpus_words or c in STOPWORDS}
@@ -129,7 +129,7 @@ class QueryVocabulary:
         return min(candidates, key=lambda c: (candidates[c], -self.english.count(c), c))
 
     def _in_corpus(self, word: str) -> bool:
-        # doc_freq also holds the acronyms of the documents' names ("iss"), which they never write
+        # the BM25 terms also hold the acronyms of the documents' names ("iss"), which they never write
         return word in self.corpus_words or self.has_term(stem_words([word])[0])
 
     def correct(self, question: str) -> str:

@@ -178,3 +178,53 @@ def test_english_word_counts_are_cached_once_and_read_back(tmp_path):
     assert EnglishWords(tmp_path).known("zyzzyva")
     cached[0].write_bytes(b"not marshal")  # a damaged cache is parsed anew
     assert EnglishWords(tmp_path).known("married")
+
+
+def test_a_date_is_not_an_amount_and_once_counts_times():
+    sentence = "Borisov said on the 26th, in Moscow on July 26, that the station's 16 modules stay"
+    spans = [sentence[a:b] for a, b in span_candidates("how_many", sentence, "how many modules stay")]
+    assert spans == ["16 modules"]
+    once = "The value is computed once and then cached for the life of the instance."
+    assert [once[a:b] for a, b in span_candidates("how_many", once, "how many times is it computed")] == ["once"]
+    left = "Once the loop ends, 3 items are left over."
+    assert [left[a:b] for a, b in span_candidates("how_many", left, "how many items are left")] == ["3 items"]
+
+
+DEFINITIONS = """Universally unique identifiers
+==============================
+
+This module provides immutable UUID objects.
+
+.. function:: uuid1(node=None, clock_seq=None)
+
+   Generate a UUID from a host ID, sequence number, and the current time.
+
+.. index:: single: uuid1
+
+.. function:: uuid4()
+
+   Generate a random UUID. Every bit except the version comes from a secure source.
+"""
+
+
+@pytest.fixture(scope="module")
+def definitions_qa(tmp_path_factory, embedder):
+    root = tmp_path_factory.mktemp("definitions")
+    (root / "corpus").mkdir()
+    (root / "corpus" / "uuid.rst").write_text(DEFINITIONS)
+    settings = Settings(corpus=root / "corpus", index=root / "index")
+    ingest(settings, embedder=embedder)
+    return QA(settings, embedder=embedder)
+
+
+def test_a_definition_answer_names_what_it_defines(definitions_qa):
+    answer = definitions_qa.answer("which function should i call for a totally random id")
+    assert not answer.refused and answer.text.startswith("uuid4(): Generate a random UUID."), answer.text
+    # The highlighted span runs from the name to the end of the sentence, as the page has them.
+    cited = answer.citations[0]
+    assert " ".join(cited.quote[cited.span_start:cited.span_end].split()) == "uuid4() Generate a random UUID."
+
+
+def test_a_how_many_question_without_a_number_in_the_documents_is_refused(definitions_qa):
+    answer = definitions_qa.answer("how many bits of a random uuid come from a secure source")
+    assert answer.refused, answer.text

@@ -49,6 +49,7 @@ _MONTH = (r"(?:January|February|March|April|May|June|July|August|September|Octob
 
 
 _NUMWORD = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|hundred|dozen)"
+_COUNT_WORD = rf"(?:{_NUMWORD}|once|twice|thrice)"  # "how many times" is answered by "once"
 
 
 SPAN_PATTERNS = {
@@ -62,7 +63,7 @@ SPAN_PATTERNS = {
     ),
     "how_many": re.compile(
         rf"\b(?:(?:more than|over|about|around|nearly|almost|some|a total of|up to|at least|only)\s+)?"
-        rf"(?:[$€£]\s?)?(?:\d{{1,3}}(?:,\d{{3}})+|\d+(?:\.\d+)?|{_NUMWORD})(?:\s*(?:%|percent|thousand|million|billion|trillion))?"
+        rf"(?:[$€£]\s?)?(?:\d{{1,3}}(?:,\d{{3}})+|\d+(?:\.\d+)?|{_COUNT_WORD})(?:\s*(?:%|percent|thousand|million|billion|trillion))?"
         rf"(?:\s+(?:US\s+)?[a-z]+)?",
         re.I,
     ),
@@ -126,6 +127,8 @@ _MEASURES = re.compile(r"(?:dollars?|euros?|pounds?|yuan|roubles?|rubles?|yen|fr
                        r"kilo\w+|grams?|tons?|tonnes?|litres?|liters?|miles?|thousand|million|billion|trillion)", re.I)
 
 
+# A day of a date ("the 26th", "July 26", "26 July", "2022-07-26"): a date, never an amount.
+_DAY_OF_DATE = re.compile(rf"\d{{4}}-\d\d-\d\d|{_MONTH}\s+\d{{1,2}}\b|\b\d{{1,2}}\s+{_MONTH}|\b\d{{1,2}}(?:st|nd|rd|th)\b", re.I)
 # Three or more numbers in a row ("1, 2, 5, 10, 20"): an enumeration, none of them the amount asked.
 _NUMBER_LIST = re.compile(r"\d+(?:\.\d+)?(?:\s*,\s*\d+(?:\.\d+)?){2,}")
 
@@ -158,13 +161,19 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
         if kind == "how_many":
             if len(text.split()) > 1 and text.split()[-1].lower() in STOPWORDS:
                 text = text[: text.rfind(" ")].rstrip(" ,;")
-            if not re.search(r"\d|" + _NUMWORD, text, re.I) or re.fullmatch(r"(?:1[5-9]|20)\d\d", text):
+            if not re.search(r"\d|" + _COUNT_WORD, text, re.I) or re.fullmatch(r"(?:1[5-9]|20)\d\d", text):
                 continue  # no number, or a bare year: not an amount
             if any(e.start() <= m.start() < e.end() for e in _NUMBER_LIST.finditer(sentence)):
                 continue  # one item of an enumeration
+            if any(d.start() <= m.start() + len(text) - 1 and m.start() < d.end() and
+                   re.search(r"\d", sentence[max(d.start(), m.start()):min(d.end(), m.start() + len(text))])
+                   for d in _DAY_OF_DATE.finditer(sentence)):
+                continue  # a date's day ("on the 26th") counts nothing
             counted = _HOW_MANY_NOUN.search(question)
+            if text.lower() in ("once", "twice", "thrice") and not (counted and counted.group(1).lower() == "times"):
+                continue  # "once" counts only times ("once the loop ends" is no amount)
             unit = re.search(r"([a-z]+)$", text, re.I)
-            if counted and unit and not re.fullmatch(r"\d.*|" + _NUMWORD, unit.group(1), re.I) and \
+            if counted and unit and not re.fullmatch(r"\d.*|" + _COUNT_WORD, unit.group(1), re.I) and \
                     stem_words([unit.group(1).lower()]) != stem_words([counted.group(1).lower()]):
                 continue  # "how many times" is not answered by "0.2 second"
             if _HOW_MUCH.search(question) and unit and not re.fullmatch(r"\d.*|" + _NUMWORD, unit.group(1), re.I) \

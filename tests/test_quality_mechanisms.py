@@ -228,3 +228,16 @@ def test_a_definition_answer_names_what_it_defines(definitions_qa):
 def test_a_how_many_question_without_a_number_in_the_documents_is_refused(definitions_qa):
     answer = definitions_qa.answer("how many bits of a random uuid come from a secure source")
     assert answer.refused, answer.text
+
+
+def test_the_sentence_after_a_topic_sentence_is_added_when_it_holds_what_is_asked(tmp_path, embedder):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "origin.txt").write_text(
+        "Setting the origin\n\nThe myorigin parameter specifies the domain that appears in mail posted on "
+        "this machine. The default is to use the local machine name, which defaults to the host name.\n\n"
+        "The mydestination parameter lists the domains this machine delivers locally.\n")
+    settings = Settings(corpus=tmp_path / "corpus", index=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    answer = QA(settings, embedder=embedder).answer("what domain goes on mail if myorigin is left at its default")
+    assert not answer.refused and "local machine name" in answer.text, answer.text
+    assert "mydestination" not in answer.text

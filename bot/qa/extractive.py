@@ -201,6 +201,22 @@ class ExtractiveAnswerer:
         return kept
 
     @staticmethod
+    def _continuation(question: str, asked: str | None, best: Sentence) -> Sentence | None:
+        """The sentence right after `best` (in the same block of its passage) when it holds a
+        question word that `best` and its headings lack: a topic sentence, then the fact ("The
+        myorigin parameter specifies the domain … The default is to use the local machine name").
+        On dev: Postfix answers 0.50 -> 0.57, the other corpora the same; requiring the added words
+        to carry a quarter of the question's IDF weight gave no gain anywhere."""
+        following = [s for s in split_sentences(best.hit) if s.start >= best.end]
+        if not following or following[0].start - best.end > 3:  # a line break or two spaces, no more
+            return None
+        terms = set(tokenize(question)) | set(tokenize(asked or ""))
+        chunk = best.hit.chunk
+        have = set(tokenize_document(f"{best.text}\n{chunk.section or ''}\n{chunk.title}"))
+        adds = (terms - have) & set(tokenize_document(following[0].text))
+        return following[0] if adds else None
+
+    @staticmethod
     def named_answer(answer: Answer, question: str) -> str | None:
         """The name an answer to a who-question gives: its lead, else the first name in its
         answering sentence that is not the question's own."""
@@ -250,6 +266,10 @@ class ExtractiveAnswerer:
                     and float(cand.vector @ chosen[0].vector) < MAX_REDUNDANCY:
                 chosen.append(cand)
                 break
+        if len(chosen) == 1:
+            following = self._continuation(question, asked, scored[0].sentence)
+            if following is not None:
+                chosen.append(replace(scored[0], sentence=following))
         citations: list[Citation] = []
         parts: list[str] = []
         for scored_sentence in chosen:

@@ -241,3 +241,18 @@ def test_the_sentence_after_a_topic_sentence_is_added_when_it_holds_what_is_aske
     answer = QA(settings, embedder=embedder).answer("what domain goes on mail if myorigin is left at its default")
     assert not answer.refused and "local machine name" in answer.text, answer.text
     assert "mydestination" not in answer.text
+
+
+def test_a_relation_no_sentence_states_is_refused_and_a_synonym_is_found(people_qa):
+    # No article names a friend of Clothilde Rusk: her son is no answer to "friend". (Close kin
+    # words are a known limit: daughter/mother are 0.67 apart, above RELATION_SIMILARITY.)
+    assert people_qa.answer("who is clothilde rusk's friend").refused
+    mom = people_qa.answer("who's bertram rusk's mom")
+    assert not mom.refused and "Clothilde Rusk" in mom.text, mom.text
+
+
+def test_the_relation_asked_is_the_possessive_noun_not_a_name_or_contraction():
+    from bot.qa.hops import possessed_noun
+    assert possessed_noun("patrick cahill's wife's name?") == "wife"
+    assert possessed_noun("what's the hobby of alma rusk") is None
+    assert possessed_noun("who is the mother of micki amador's husband") == "husband"

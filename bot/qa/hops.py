@@ -49,3 +49,19 @@ def split_two_hop(question: str) -> Hops | None:
             return None  # "who is Tracey Kean's husband?": the first hop is the whole question
         return Hops(first=f"who is {phrase}?", template=template, phrase=phrase)
     return None
+
+
+_IDENTITY = {"name", "names", "identity"}  # what someone is called: no relation of its own
+_POSSESSED = re.compile(r"['’]s\s+([A-Za-z][A-Za-z-]*)")
+
+
+def possessed_noun(question: str) -> str | None:
+    """The noun of the question's last possessive ("who is Micki Amador's husband" → "husband"),
+    lower-cased; None without one, or when it is a stop word ("Tracey's the one")."""
+    found = [m.group(1).lower() for m in _POSSESSED.finditer(question)
+             if _owner_start(question, m.start()) is not None]  # not "what's", "it's"
+    while found and found[-1] in _IDENTITY:
+        found.pop()  # "Patrick Cahill's wife's name": the relation asked is "wife"
+    if not found or found[-1] in STOPWORDS:
+        return None
+    return found[-1]

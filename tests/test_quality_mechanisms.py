@@ -256,3 +256,10 @@ def test_the_relation_asked_is_the_possessive_noun_not_a_name_or_contraction():
     assert possessed_noun("patrick cahill's wife's name?") == "wife"
     assert possessed_noun("what's the hobby of alma rusk") is None
     assert possessed_noun("who is the mother of micki amador's husband") == "husband"
+
+
+def test_a_number_that_qualifies_a_word_and_the_subject_spelt_out_are_no_leads():
+    tuples = "The number of 2-tuples in the output will be 4 for five inputs."
+    assert [tuples[a:b] for a, b in span_candidates("how_many", tuples, "how many tuples")] == ["4"]
+    cdb = "CDB (Constant DataBase) is an indexed file format designed by Daniel Bernstein."
+    assert [cdb[a:b] for a, b in span_candidates("who", cdb, "who invented the cdb format")] == ["Daniel Bernstein"]

@@ -152,6 +152,9 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
             own = [w for w in names if w.lower().strip(".") not in asked]
             if all(w.lower().strip(".") in _TITLES for w in own):
                 continue  # the question's own subject
+            if len("".join(re.findall(r"[A-Z]", "".join(names)))) >= 2 and \
+                    "".join(re.findall(r"[A-Z]", "".join(names))).lower() in asked:
+                continue  # "Constant DataBase" when asked about "cdb": the subject, spelt out
             text = " ".join(names)
         if kind == "when":
             if _ASKS_YEAR.search(question) and not _YEAR.search(text):
@@ -165,6 +168,8 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
                 continue  # no number, or a bare year: not an amount
             if any(e.start() <= m.start() < e.end() for e in _NUMBER_LIST.finditer(sentence)):
                 continue  # one item of an enumeration
+            if re.match(r"\d+-[A-Za-z]", sentence[m.start():]):
+                continue  # "2-tuples", "32-bit": a number that qualifies a word counts nothing
             if any(d.start() <= m.start() + len(text) - 1 and m.start() < d.end() and
                    re.search(r"\d", sentence[max(d.start(), m.start()):min(d.end(), m.start() + len(text))])
                    for d in _DAY_OF_DATE.finditer(sentence)):

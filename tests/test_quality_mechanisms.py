@@ -263,3 +263,12 @@ def test_a_number_that_qualifies_a_word_and_the_subject_spelt_out_are_no_leads()
     assert [tuples[a:b] for a, b in span_candidates("how_many", tuples, "how many tuples")] == ["4"]
     cdb = "CDB (Constant DataBase) is an indexed file format designed by Daniel Bernstein."
     assert [cdb[a:b] for a, b in span_candidates("who", cdb, "who invented the cdb format")] == ["Daniel Bernstein"]
+
+
+def test_a_relation_is_stated_of_its_owner_and_not_by_a_shorter_kin_word(people_qa):
+    states = people_qa.extractive.states
+    assert states("mom", "The mother of Bertram Rusk is Clothilde Rusk.", "bertram rusk")
+    # The sentence names Bertram's mother: it says nothing of Clothilde's parents.
+    assert not states("parents", "The mother of Bertram Rusk is Clothilde Rusk.", "clothilde rusk")
+    assert not states("grandmother", "The mother of Bertram Rusk is Clothilde Rusk.", "bertram rusk")
+    assert states("birthday", "The date of birth of Alma Rusk is 0301-07-05.", "alma rusk")

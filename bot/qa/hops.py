@@ -55,13 +55,20 @@ _IDENTITY = {"name", "names", "identity"}  # what someone is called: no relation
 _POSSESSED = re.compile(r"['’]s\s+([A-Za-z][A-Za-z-]*)")
 
 
-def possessed_noun(question: str) -> str | None:
-    """The noun of the question's last possessive ("who is Micki Amador's husband" → "husband"),
-    lower-cased; None without one, or when it is a stop word ("Tracey's the one")."""
-    found = [m.group(1).lower() for m in _POSSESSED.finditer(question)
-             if _owner_start(question, m.start()) is not None]  # not "what's", "it's"
-    while found and found[-1] in _IDENTITY:
-        found.pop()  # "Patrick Cahill's wife's name": the relation asked is "wife"
-    if not found or found[-1] in STOPWORDS:
+def possessive(question: str) -> tuple[str, str] | None:
+    """The owner and noun of the question's last possessive ("who is Micki Amador's husband" →
+    ("Micki Amador", "husband")), the noun lower-cased; None without one, or when the noun is a
+    stop word ("Tracey's the one"). "X's wife's name" asks for the wife: her name is no relation."""
+    found = [(question[start:m.start()], m.group(1).lower()) for m in _POSSESSED.finditer(question)
+             if (start := _owner_start(question, m.start())) is not None]  # not "what's", "it's"
+    while found and found[-1][1] in _IDENTITY:
+        found.pop()
+    if not found or found[-1][1] in STOPWORDS:
         return None
     return found[-1]
+
+
+def possessed_noun(question: str) -> str | None:
+    """The noun of the question's last possessive (see `possessive`)."""
+    found = possessive(question)
+    return found[1] if found else None

@@ -272,3 +272,20 @@ def test_a_relation_is_stated_of_its_owner_and_not_by_a_shorter_kin_word(people_
     assert not states("parents", "The mother of Bertram Rusk is Clothilde Rusk.", "clothilde rusk")
     assert not states("grandmother", "The mother of Bertram Rusk is Clothilde Rusk.", "bertram rusk")
     assert states("birthday", "The date of birth of Alma Rusk is 0301-07-05.", "alma rusk")
+
+
+def test_the_chunks_defining_an_asked_identifier_are_ranked_first():
+    from bot.qa.definitions import Definitions
+    from bot.schema import Chunk
+    chunks = [Chunk("a", "Example::\n\n   run(..., check=True).stdout\n", "library/example.rst", "Ex"),
+              Chunk("b", ".. function:: run(args, *, check=False)\n\n   Run the command.\n", "library/subprocess.rst",
+                    "subprocess"),
+              Chunk("c", ".. function:: run(coro)\n\n   Execute the coroutine.\n", "library/asyncio-runner.rst",
+                    "Runners"),
+              Chunk("d", "message_size_limit (default: 10240000)\nThe maximal size in bytes of a message.\n",
+                    "postconf.5.html", "postconf")]
+    definitions = Definitions(chunks)
+    assert [c.id for c in definitions.ranking("what does subprocess.run() raise", {})] == ["b"]
+    assert {c.id for c in definitions.ranking("what does run() do", {})} == {"b", "c"}
+    assert [c.id for c in definitions.ranking("default of message_size_limit?", {})] == ["d"]
+    assert definitions.ranking("how big can a message be", {}) == []

@@ -17,6 +17,7 @@ import numpy as np
 from bot.qa.question import clause_around, question_type, span_candidates, span_contexts
 from bot.qa.retrieve import Hit
 from bot.schema import REFUSAL_TEXT, Answer, Citation, citation_for
+from bot.qa.definitions import DIRECTIVE
 from bot.qa.hops import possessive
 from bot.text import STOPWORDS, sentence_spans, stem_words, tokenize, tokenize_document
 
@@ -69,13 +70,6 @@ _UNDERLINE = re.compile(r"^\s*([=\-~^\"'`*+#:.])\1{2,}\s*$")
 
 
 _NOT_PROSE_LINE = re.compile(r"^\s*(?:>>>|\.\.\.\s|\.\. |#{1,6}\s|:\w+:|\$ |[|+]-)")
-# A reST object description (`.. function:: uuid4()`, `.. class:: Counter([iterable])`): the block
-# indented under it describes that name. Documentation states most facts this way ("uuid4()
-# Generate a random UUID."), and without the name the sentence does not say what it is about.
-_DEFINITION = re.compile(r"^\s*\.\. (?:[a-z]+:)?(?:function|method|class|attribute|data|exception|decorator"
-                         r"|decoratormethod|classmethod|staticmethod|abstractmethod|coroutinefunction"
-                         r"|coroutinemethod|awaitablefunction|module|envvar|option|cmdoption|describe|opcode"
-                         r"|pdbcommand|type|macro|member|var|program)::\s+(\S.*?)\s*$")
 _DIRECTIVE_OPTION = re.compile(r"^\s+:[\w-]+:")  # `:noindex:` under a directive
 
 
@@ -98,7 +92,7 @@ def _prose_blocks(text: str):
                 yield block_start, starts[i] - 1, block_term
                 block_start = None
                 term = None
-            definition = _DEFINITION.match(line)
+            definition = DIRECTIVE.match(line)
             if definition:
                 term = (definition.group(1), starts[i] + definition.start(1))
             elif line.strip() and not _DIRECTIVE_OPTION.match(line):

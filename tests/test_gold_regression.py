@@ -19,15 +19,14 @@ from bot.eval.scoring import evaluate
 from bot.ingest.pipeline import ingest
 
 GOLD = Path(__file__).parent / "gold"
-# Lowered a third time, in the open, for the relation check (bot/qa/extractive.py `states`): "what
-# was borisov's job before roscosmos" is now refused (no word of the sentence is near "job"), so
-# answers 0.80 -> 0.77, citations 0.83 -> 0.80, refusal precision 0.69 -> 0.64, while the dev splits
-# gained (phantom overall 0.71 -> 0.75, ISS 0.64 -> 0.67) and so did phantom test (0.59 -> 0.63).
+# Citations 0.82 -> 0.80 in the open: after this round's answerer changes one answer fewer has its
+# highlighted span on the evidence (0.83 -> 0.80), while refusal recall rose 0.62 -> 0.77 (the
+# how-many rule) and every dev split held or gained (README, ablation "This round").
 ISS_THRESHOLDS = {  # strict scoring: a wrong lead makes a wrong answer; citations by highlighted span
-    "answer_accuracy": 0.77,
+    "answer_accuracy": 0.80,
     "citation_accuracy": 0.80,
-    "refusal_recall": 0.69,
-    "refusal_precision": 0.64,
+    "refusal_recall": 0.76,
+    "refusal_precision": 0.66,
     "recall@5": 1.0,
 }
 
@@ -53,12 +52,13 @@ PHANTOM = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "p
 # recall 0.62 -> 0.50. Phantom answers 0.66 -> 0.72.
 # The relation check then traded phantom test answers for refusals: "who's X's pal" is refused
 # (pal/friend 0.52) and unstated attributes ("X's email address") are no longer answered from the
-# husband's article: answers 0.72 -> 0.66, refusal P/R 1.00/0.37 -> 0.79/0.58, overall 0.59 -> 0.63,
-# wrong leads 1 -> 0. The how-many rule raised ISS test refusal recall 0.50 -> 0.62.
+# husband's article: answers 0.72 -> 0.66, refusal P/R 1.00/0.37 -> 0.81/0.68 (with the owner
+# window), overall 0.59 -> 0.67, wrong leads 1 -> 0. The how-many rule raised ISS test refusal
+# recall 0.50 -> 0.62.
 DEVSET_THRESHOLDS = {
     "iss_test": {"answer_accuracy": 0.60, "wrong_leads_max": 1, "refusal_recall": 0.62, "recall@5": 1.0},
-    "phantom_test": {"answer_accuracy": 0.65, "wrong_leads_max": 0, "refusal_precision": 0.78,
-                     "refusal_recall": 0.57, "recall@5": 0.84},
+    "phantom_test": {"answer_accuracy": 0.65, "wrong_leads_max": 0, "refusal_precision": 0.80,
+                     "refusal_recall": 0.68, "recall@5": 0.84},
 }
 
 

@@ -256,6 +256,7 @@ def test_the_relation_asked_is_the_possessive_noun_not_a_name_or_contraction():
     assert possessed_noun("patrick cahill's wife's name?") == "wife"
     assert possessed_noun("what's the hobby of alma rusk") is None
     assert possessed_noun("who is the mother of micki amador's husband") == "husband"
+    assert possessed_noun("what's the default of lru_cache's max_age argument") == "max_age"
 
 
 def test_a_number_that_qualifies_a_word_and_the_subject_spelt_out_are_no_leads():

@@ -52,7 +52,7 @@ def split_two_hop(question: str) -> Hops | None:
 
 
 _IDENTITY = {"name", "names", "identity"}  # what someone is called: no relation of its own
-_POSSESSED = re.compile(r"['’]s\s+([A-Za-z][A-Za-z-]*)")
+_POSSESSED = re.compile(r"['’]s\s+([A-Za-z][\w-]*)")
 
 
 def possessive(question: str) -> tuple[str, str] | None:

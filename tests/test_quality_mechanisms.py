@@ -290,3 +290,16 @@ def test_the_chunks_defining_an_asked_identifier_are_ranked_first():
     assert {c.id for c in definitions.ranking("what does run() do", {})} == {"b", "c"}
     assert [c.id for c in definitions.ranking("default of message_size_limit?", {})] == ["d"]
     assert definitions.ranking("how big can a message be", {}) == []
+
+
+def test_the_name_a_definition_gives_and_the_names_a_question_asks():
+    from bot.qa.definitions import defined_name, identifier_names
+    assert defined_name("Counter.most_common([n])") == "most_common"
+    assert defined_name("uuid4()") == "uuid4"
+    assert identifier_names("what does statistics.mode give back, and json.dumps()?") == {"mode", "dumps"}
+    assert identifier_names("how big can a message be") == set()
+
+
+def test_a_sentence_under_the_asked_definition_is_preferred(definitions_qa):
+    answer = definitions_qa.answer("what does uuid.uuid1() generate its value from")
+    assert not answer.refused and "host ID" in answer.text, answer.text

@@ -31,6 +31,22 @@ MAX_DEFINING_LINE = 120  # longer lines are prose that happens to start with a n
 MAX_DEFINITIONS = 10  # per name asked: a name defined in many places says little on its own
 
 
+def identifier_names(question: str) -> set[str]:
+    """The last parts of the identifiers a question names, lower-cased (`statistics.mode()` → mode)."""
+    names = set()
+    for identifier in _IDENTIFIER.findall(question):
+        parts = [p for p in identifier.rstrip("()").split(".") if p]
+        if parts:
+            names.add(parts[-1].lower())
+    return names
+
+
+def defined_name(term: str) -> str:
+    """The name a definition line gives, lower-cased: `Counter.most_common([n])` → most_common."""
+    head = re.split(r"[\s(\[]", term.strip(), maxsplit=1)[0]
+    return head.rsplit(".", 1)[-1].lower()
+
+
 class Definitions:
     """Name (lower-cased) → the chunks with a line defining it, built from the chunks once."""
 

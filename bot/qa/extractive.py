@@ -17,7 +17,7 @@ import numpy as np
 from bot.qa.question import clause_around, question_type, span_candidates, span_contexts
 from bot.qa.retrieve import Hit
 from bot.schema import REFUSAL_TEXT, Answer, Citation, citation_for
-from bot.qa.definitions import DIRECTIVE
+from bot.qa.definitions import DIRECTIVE, defined_name, identifier_names
 from bot.qa.hops import possessive
 from bot.text import STOPWORDS, sentence_spans, stem_words, tokenize, tokenize_document
 
@@ -47,6 +47,10 @@ SENTENCE_WORD_BUDGET = 200
 # `_focus`), at this weight: on dev, phantom 0.82 -> 0.85 and Postfix refusal P/R 0.64/0.70 ->
 # 0.73/0.80 at 0.3, ISS and Python docs answers the same; 0.5 and 0.7 cost ISS and Postfix answers.
 W_FOCUS = 0.3
+# A sentence of the definition of an identifier the question names ("statistics.mode" → the block
+# under `.. function:: mode(data)`) gets this much more: on dev, Python docs answers 0.48 -> 0.50
+# (0.2: 0.48, with more refusals); the other corpora have no such questions and stay the same.
+W_DEFINED = 0.1
 # A possessive's noun is stated by a sentence word this close to it (single-word fp32 vectors;
 # 0.70 on dev refused phantom's "birthday" asked of "date of birth": answers 0.85 -> 0.82).
 RELATION_SIMILARITY = 0.60
@@ -173,12 +177,15 @@ class ExtractiveAnswerer:
                    for t in dict.fromkeys(tokenize(question))}
         total = sum(weights.values()) or 1.0
         kind = question_type(asked or question)
+        asked_names = identifier_names(asked or question)
         scored = []
         for s, sem, sup, vector in zip(sentences, semantic, support, vectors):
             s_terms = set(tokenize_document(f"{s.text}\n{s.term or ''}\n{s.hit.chunk.section or ''}\n{s.hit.chunk.title}"))
             coverage = sum(w for t, w in weights.items() if t in s_terms) / total
             typed = bool(span_candidates(kind, s.text, question))
-            score = (W_SEMANTIC * float(sem) + W_LEXICAL * coverage + W_TYPE * typed + W_RANK / s.hit.rank)
+            defined = bool(s.term) and defined_name(s.term) in asked_names
+            score = (W_SEMANTIC * float(sem) + W_LEXICAL * coverage + W_TYPE * typed + W_RANK / s.hit.rank
+                     + W_DEFINED * defined)
             scored.append(Scored(s, score, float(sup), coverage, typed, vector))
         scored.sort(key=lambda x: -x.score)
         return scored

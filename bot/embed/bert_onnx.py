@@ -26,9 +26,10 @@ textbook BERT; tests/test_embed.py checks both against stock sentence-transforme
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,6 @@ class Bert:
 def write_onnx(bert: "Bert | str | Path", target: Path) -> None:
     """The model (its loaded weights, or the folder they are in) as an ONNX graph at `target`
     (see the module docstring)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     bert = bert if isinstance(bert, Bert) else Bert.load(bert)
@@ -189,7 +189,8 @@ def write_onnx(bert: "Bert | str | Path", target: Path) -> None:
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="qabot")
     model.ir_version = 8  # what onnxruntime and OpenVINO of this project's range all read
-    onnx.checker.check_model(model)  # structure only (types, names, opset): cheap, no inference
+    # No onnx.checker pass (0.26 s, one more copy of 90 MB): loading the file in ONNX Runtime and
+    # matching the numpy reference, which every export must before it is used, checks more.
     with open(target, "wb") as f:
         f.write(model.SerializeToString())
 
@@ -227,9 +228,11 @@ def reference_vector(bert: Bert, ids: Sequence[int]) -> np.ndarray:
 
     for i in range(bert.layers):
         p = f"encoder.layer.{i}"
-        q, k, v = (lin(x, f"{p}.attention.self.{m}").reshape(n, bert.heads, d).transpose(1, 0, 2)
+        # Contiguous heads: numpy multiplies strided stacks with its own loop, not BLAS (1.4 s of
+        # the check instead of 0.1 s).
+        q, k, v = (np.ascontiguousarray(lin(x, f"{p}.attention.self.{m}").reshape(n, bert.heads, d).transpose(1, 0, 2))
                    for m in ("query", "key", "value"))
-        s = q @ k.transpose(0, 2, 1) / math.sqrt(d)
+        s = q @ np.ascontiguousarray(k.transpose(0, 2, 1)) / math.sqrt(d)
         s = np.exp(s - s.max(-1, keepdims=True))
         c = ((s / s.sum(-1, keepdims=True)) @ v).transpose(1, 0, 2).reshape(n, bert.hidden)
         x = _layer_norm(lin(c, f"{p}.attention.output.dense") + x, W[f"{p}.attention.output.LayerNorm.weight"],
@@ -242,6 +245,21 @@ def reference_vector(bert: Bert, ids: Sequence[int]) -> np.ndarray:
     return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
 
 
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS on one thread: its threads spin-wait on each other, and on a busy machine
+    that made the reference 5-25x slower (probe texts, 2 vCPUs, load 1.6: 1.2-5.2 s on two threads,
+    0.19-0.25 s on one). threadpoolctl comes with sentence-transformers' scikit-learn; without it,
+    as it is."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @dataclass(frozen=True)
 class NumpyEngine:
     """The reference as an Engine (engines.Engine): each text on its own, unpadded. Slow (a few
@@ -251,7 +269,8 @@ class NumpyEngine:
     bert: Any = field(kw_only=True)
 
     def run(self, encodings: Sequence, on_batch: BatchFn | None = None) -> np.ndarray:
-        out = np.stack([reference_vector(self.bert, e.ids) for e in encodings])
+        with _one_blas_thread():
+            out = np.stack([reference_vector(self.bert, e.ids) for e in encodings])
         if on_batch is not None:
             on_batch(len(encodings))
         return normalise(out)

@@ -126,6 +126,24 @@ class TorchEngine(_Batched):
             return run_batched(encodings, self.batch_tokens, forward, on_batch)
 
 
+class Remembered:
+    """An engine whose vectors for a given list of texts are computed once and remembered (for a
+    reference that several candidates are checked against on the same texts)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self._seen: dict[tuple, np.ndarray] = {}
+
+    def run(self, encodings: Sequence, on_batch: BatchFn | None = None) -> np.ndarray:
+        key = tuple(tuple(e.ids) for e in encodings)
+        if key not in self._seen:
+            self._seen[key] = self.engine.run(encodings)
+        if on_batch is not None:
+            on_batch(len(encodings))
+        return self._seen[key].copy()
+
+
 def mean_pooled(bert):
     """The model's whole computation on token ids around `bert` (a transformers model):
     transformer → mean over real tokens → L2 norm (what modules.json describes: Transformer,

@@ -3,7 +3,11 @@ directory (a new one each run, so the model is prepared and the engine probe run
 end to end, and where the time goes inside one such run (the phases of the preparation, timed in
 a fresh process).
 
-    python -m benchmarks.firstrun [--runs 3]
+    python -m benchmarks.firstrun [--runs 3] [--against DIR]
+
+`--against DIR` also times another checkout's code (e.g. `git worktree add --detach DIR <commit>`)
+with this same Python and packages, alternating with this one run by run: the before/after ratio
+from one session, under the same load.
 
 Nothing here touches ~/.cache/qabot: every run gets its own QABOT_CACHE under $QABOT_BENCH_DIR.
 """
@@ -17,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import BENCH_DIR, REPO, machine, median, qabot_cmd, run_child, table
+from benchmarks.common import BENCH_DIR, REPO, machine, median, run_child, table
 
 SEED = REPO / "corpus"
 
@@ -62,34 +66,31 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.firstrun", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-phases", action="store_true", help="only the end-to-end runs")
+    parser.add_argument("--against", type=Path, help="another checkout of qabot to time the same way, alternating")
     args = parser.parse_args(argv)
     work = BENCH_DIR / "firstrun"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QABOT_")}
 
-    runs = []
+    codes = {"this code": REPO, **({f"{args.against}": args.against.resolve()} if args.against else {})}
+    runs: dict[str, list[dict]] = {name: [] for name in codes}
     for i in range(args.runs):
-        cache, index = fresh(work), work / f"index-{i}"
-        load = os.getloadavg()[0]
-        res = run_child(qabot_cmd() + ["ingest", "--corpus", str(SEED), "--index", str(index)],
-                        env={**env, "QABOT_CACHE": str(cache)})
-        if res["rc"] != 0:
-            raise SystemExit(f"first ingest failed:\n{res['stderr'][-3000:]}")
-        notices = [line for line in res["stderr"].splitlines() if line.startswith(("Preparing", "Measuring"))]
-        runs.append({"seconds": res["seconds"], "load": load, "notices": notices})
-        # the same command again on the now-prepared cache: what every later run costs
-        again = run_child(qabot_cmd() + ["ingest", "--corpus", str(SEED), "--index", str(work / f"again-{i}")],
-                          env={**env, "QABOT_CACHE": str(cache)})
-        runs[-1]["again"] = again["seconds"]
+        for name in codes if i % 2 == 0 else reversed(list(codes)):
+            runs[name].append(first_ingest(codes[name], work, f"{i}-{len(runs[name])}-{abs(hash(name))}", env))
 
-    print(f"First `qabot ingest` of corpus/ on an empty cache, {args.runs} runs ({machine()})")
-    print(table(["run", "first s", "load at start", "same on the prepared cache s"],
-                [[i + 1, r["seconds"], r["load"], r["again"]] for i, r in enumerate(runs)]))
-    print("stderr said: " + " | ".join(runs[0]["notices"]))
-    first = median([r["seconds"] for r in runs])
-    print(f"\nfirstrun: median {first:.1f} s (goal <= 10 s) [{'PASS' if first <= 10 else 'MISS'}], "
-          f"prepared cache {median([r['again'] for r in runs]):.1f} s")
+    print(f"First `qabot ingest` of corpus/ on an empty cache, {args.runs} runs each ({machine()})")
+    print(table(["code", "run", "first s", "load at start", "same on the prepared cache s"],
+                [[name, i + 1, r["seconds"], r["load"], r["again"]] for name, rs in runs.items() for i, r in enumerate(rs)]))
+    for name, rs in runs.items():
+        print(f"stderr said ({name}): " + " | ".join(rs[0]["notices"]))
+    first = median([r["seconds"] for r in runs["this code"]])
+    summary = (f"\nfirstrun: median {first:.1f} s (goal <= 10 s) [{'PASS' if first <= 10 else 'MISS'}], "
+               f"prepared cache {median([r['again'] for r in runs['this code']]):.1f} s")
+    if args.against:
+        other = median([r["seconds"] for r in runs[str(args.against)]])
+        summary += f"; {args.against}: {other:.1f} s ({other / first:.2f}x this code's time)"
+    print(summary)
 
     phases = None
     if not args.no_phases:
@@ -102,6 +103,21 @@ def main(argv=None) -> dict:
             print(table(["phase", "s"], [[k, v if isinstance(v, float) else str(v)] for k, v in phases.items()]))
     shutil.rmtree(work, ignore_errors=True)
     return {"first_s": first, "runs": runs, "phases": phases}
+
+
+def first_ingest(code: Path, work: Path, tag: str, env: dict) -> dict:
+    """`qabot ingest` of corpus/ from the checkout `code` on a new, empty cache directory, then
+    the same again on that now-prepared cache."""
+    cache = fresh(work)
+    env = {**env, "QABOT_CACHE": str(cache), "PYTHONPATH": str(code)}
+    load = os.getloadavg()[0]
+    cmd = [sys.executable, "-m", "bot", "ingest", "--corpus", str(SEED)]
+    res = run_child(cmd + ["--index", str(work / f"index-{tag}")], env=env, cwd=code)
+    if res["rc"] != 0:
+        raise SystemExit(f"first ingest ({code}) failed:\n{res['stderr'][-3000:]}")
+    notices = [line for line in res["stderr"].splitlines() if line.startswith(("Preparing", "Measuring"))]
+    again = run_child(cmd + ["--index", str(work / f"again-{tag}")], env=env, cwd=code)
+    return {"seconds": res["seconds"], "load": load, "notices": notices, "again": again["seconds"]}
 
 
 if __name__ == "__main__":

@@ -124,15 +124,21 @@ def write_onnx(bert: "Bert | str | Path", target: Path) -> None:
                                          const(f"{prefix}.bias", bert.w(f"{prefix}.bias"))],
                   f"{prefix}/LayerNorm", axis=-1, epsilon=bert.eps)
 
-    # Embeddings: word + token type 0 (sentence-transformers passes none: all zeros) + position.
+    # Embeddings: word + token type (sentence-transformers passes none: all zeros) + position.
     one = const("one_i64", np.array([1], dtype=np.int64))
     tokens = op("Gather", [op("Shape", ["input_ids"], "shape"), const("axis1", np.array(1, dtype=np.int64))], "tokens")
     positions = op("Range", [const("zero_i64", np.array(0, dtype=np.int64)), tokens,
                              const("step_i64", np.array(1, dtype=np.int64))], "positions")
     words = op("Gather", [const("embeddings.word_embeddings.weight", bert.w("embeddings.word_embeddings.weight")),
                           "input_ids"], "embeddings/words")
-    typed = op("Add", [words, const("embeddings.token_type_0", bert.w("embeddings.token_type_embeddings.weight")[0])],
-               "embeddings/typed")
+    # Token types as a Gather of zeros, not the constant row 0 it amounts to: the int8 copy
+    # (quantize_dynamic) quantizes Gather tables, and the answerer's int8 vectors must stay those of
+    # the torch export's int8 copy (with the row added as a constant, min cosine to them was 0.979).
+    zeros = op("ConstantOfShape", [op("Shape", ["input_ids"], "shape_ids")], "token_type_ids",
+               value=numpy_helper.from_array(np.array([0], dtype=np.int64)))
+    typed = op("Add", [words, op("Gather", [const("embeddings.token_type_embeddings.weight",
+                                                  bert.w("embeddings.token_type_embeddings.weight")), zeros],
+                                 "embeddings/token_types")], "embeddings/typed")
     placed = op("Add", [typed, op("Gather", [const("embeddings.position_embeddings.weight",
                                                    bert.w("embeddings.position_embeddings.weight")), positions],
                                   "embeddings/positions")], "embeddings/sum")

@@ -30,7 +30,7 @@ from typing import Any
 from bot.embed.model import MODEL_NAME, import_onnxruntime
 from bot.errors import one_line
 
-ONNX_EXPORT_VERSION = "2"  # bump when the exported graph changes (2: written from the weights, bert_onnx)
+ONNX_EXPORT_VERSION = "3"  # bump when the exported graph changes (3: written from the weights, bert_onnx)
 INT8_WEIGHTS_VERSION = "2"  # bump when the weight quantization changes
 
 log = logging.getLogger(__name__)

@@ -63,7 +63,7 @@ class EngineSwitches:
 class FidelityFloors:
     """Least cosine (on the probe texts) to its reference for an engine to be used."""
 
-    onnx: float = engines.ONNX_MIN_COSINE  # the export vs torch fp32
+    onnx: float = engines.ONNX_MIN_COSINE  # the export vs its reference (numpy; torch for a torch export)
     int8: float = engines.INT8_MIN_COSINE  # the int8 copy vs the fp32 export
     openvino: float = engines.OPENVINO_MIN_COSINE  # OpenVINO vs fp32 ONNX Runtime
     int8_ingest_mean: float = engines.INT8_INGEST_MEAN_COSINE  # OpenVINO int8 vs fp32 ONNX Runtime,

@@ -273,8 +273,8 @@ class EngineRegistry:
         """The checked int8 copy of the export, quantized now if it is not there yet (the first
         time sentences are ranked: ingest never needs it); None where that cannot be done."""
         source = self.onnx_model_file()
-        if source.exists() and not export.verified(self.int8_model_file()):
-            self._announce()  # ~2 s, once per machine
+        if source.exists() and not self.int8_model_file().exists():
+            self._announce()  # ~2 s, once per machine (quantize_onnx checks the hash of one that is there)
         return export.quantize_onnx(source, self.int8_model_file(), lambda tmp: self._agree(
             OnnxEngine(session=engines.new_session(source)), OnnxEngine("int8", session=engines.new_session(tmp)),
             self.floors.int8))

@@ -111,7 +111,7 @@ def machine() -> str:
         pass
     from bot.embed import cpu_flags
 
-    wanted = ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2")
+    wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni", "avx2")
     flags = " ".join(f for f in wanted if f in cpu_flags())
     load = os.getloadavg()[0]
     return (f"{model}, {os.cpu_count()} cores, flags: {flags or 'none of ' + ','.join(wanted)}; "
@@ -132,14 +132,14 @@ def qabot_cmd() -> list[str]:
     return [sys.executable, "-m", "bot"]
 
 
-def run_child(cmd: list[str], env: dict | None = None, stdin: str | None = None) -> dict:
-    """Run a command; wall seconds, exit code, output and the child's own peak RSS (wait4)."""
+def run_child(cmd: list[str], env: dict | None = None, stdin: str | None = None, cwd: Path = REPO) -> dict:
+    """Run a command (in `cwd`, default this checkout); wall seconds, exit code and output."""
     import subprocess
 
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, cwd=REPO)
+                            env={**os.environ, **(env or {})}, cwd=cwd)
     out, err = proc.communicate(stdin)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rc": proc.returncode, "stdout": out, "stderr": err}

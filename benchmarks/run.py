@@ -1,6 +1,6 @@
 """Run every benchmark in turn and end with their summary lines.
 
-    python -m benchmarks.run [embed pydocs latency coldstart]
+    python -m benchmarks.run [embed pydocs latency coldstart firstrun]
 
 pydocs builds the Python-docs index that latency and coldstart then use, so it runs before them.
 """
@@ -12,7 +12,7 @@ import sys
 import time
 from contextlib import redirect_stdout
 
-ORDER = ("embed", "pydocs", "latency", "coldstart")
+ORDER = ("embed", "pydocs", "latency", "coldstart", "firstrun")
 
 
 class _Tee(io.TextIOBase):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from bot.embed import Embedder, EngineRegistry, EngineSwitches, FidelityFloors, cpu_flags, resolve_precision
-from bot.embed.batching import SMALL_INPUT_TOKENS, token_batches, total_tokens
-from bot.embed.engines import OnnxEngine, new_session
+from bot.embed.batching import SMALL_BATCH_TOKENS, SMALL_INPUT_TOKENS, token_batches, total_tokens
+from bot.embed.engines import OnnxEngine, TorchEngine, new_session
 from bot.embed.export import root_records_dropped
 from bot.embed.model import read_cpu_flags
 from bot.errors import SettingError
@@ -186,19 +186,77 @@ def test_onnx_can_be_switched_off(monkeypatch):
 
 
 def test_an_export_made_in_process_is_picked_up(tmp_path):
-    """A fresh cache: the first torch run exports (and quantizes) into it, atomically, and the next
-    short input runs on that export."""
+    """A fresh cache: the first short input writes the export from the weights (no torch, no
+    SentenceTransformer), checked, with its hash; the int8 copy only when sentences are first
+    ranked; the vectors are the stock model's."""
     registry = EngineRegistry(cache_dir=tmp_path, switches=EngineSwitches(openvino=False))
     emb = Embedder(precision="fp32", registry=registry)
-    assert registry.onnx_fp32() is None  # an empty cache has no export
-    emb.warm_up()  # no export yet: loads torch, which exports
-    if not registry.onnx_model_file().exists():
-        pytest.skip("onnx/onnxruntime not installed: everything runs on torch")
+    assert not registry.onnx_model_file().exists()  # an empty cache has no export
+    assert emb.engine_for(registry.tokenizer().encode_batch(TEXTS)).name == "ONNX Runtime fp32"
     assert registry.onnx_model_file().is_relative_to(tmp_path)
+    assert not registry._sentence_transformer.made  # written from the safetensors file, not by torch
+    assert sorted(p.name for p in registry.onnx_model_file().parent.iterdir()) == ["model.onnx", "model.onnx.sha256"]
+    emb.embed_for_ranking(TEXTS[:2])  # the first sentences ranked: the int8 copy is made now
     assert sorted(p.name for p in registry.onnx_model_file().parent.iterdir()) == [
         "model.int8.onnx", "model.int8.onnx.sha256", "model.onnx", "model.onnx.sha256"]  # each with its hash
-    assert emb.engine_for(registry.tokenizer().encode_batch(TEXTS)).name == "ONNX Runtime fp32"
-    assert cosines(emb.embed(TEXTS), registry.torch("fp32").run(registry.tokenizer().encode_batch(TEXTS))).min() >= 0.9999
+    stock = registry.sentence_transformer().encode(TEXTS, normalize_embeddings=True)
+    assert cosines(emb.embed(TEXTS), stock).min() >= 0.9999
+
+
+def test_a_model_the_writer_does_not_know_is_exported_by_torch(tmp_path):
+    """The fallback: where bert_onnx does not know the model (here a copy whose config says it
+    is another architecture), torch's exporter makes the graph, checked against torch."""
+    import shutil
+
+    from bot.embed import bert_onnx, export, model
+
+    other = tmp_path / "model"
+    shutil.copytree(model.model_path(), other)
+    config = (other / "config.json").read_text(encoding="utf-8").replace('"BertModel"', '"OtherModel"')
+    (other / "config.json").write_text(config, encoding="utf-8")
+    assert "OtherModel" in bert_onnx.supported(other)
+    registry = EngineRegistry(cache_dir=tmp_path / "cache", switches=EngineSwitches(openvino=False))
+    target = registry.onnx_model_file()
+    torch_fp32 = TorchEngine(module=registry.torch_module)  # the module alone: nothing exported on the side
+    made = export.export_onnx(target, str(other), registry.torch_module, agrees_direct=lambda tmp: pytest.fail("not this"),
+                              agrees_torch=lambda tmp: registry._agree(torch_fp32, OnnxEngine(session=new_session(tmp)),
+                                                                       0.9999))
+    assert made == target and export.verified(target)
+    assert registry._sentence_transformer.made
+    encodings = registry.tokenizer().encode_batch(TEXTS)
+    assert cosines(OnnxEngine(session=new_session(target)).run(encodings), torch_fp32.run(encodings)).min() >= 0.9999
+
+    # The written graph's int8 copy computes what the torch export's did: the answerer ranks
+    # sentences with these vectors (quantize_dynamic quantizes per batch, so the graphs must match
+    # op for op where it looks: with the token-type row as a constant, min cosine was 0.979).
+    written = tmp_path / "written" / "model.onnx"
+    written.parent.mkdir()
+    bert_onnx.write_onnx(model.model_path(), written)
+    int8 = {}
+    for name, source in (("torch", target), ("written", written)):
+        made = export.quantize_onnx(source, source.with_name("model.int8.onnx"), lambda tmp: True)
+        int8[name] = OnnxEngine("int8", batch_tokens=SMALL_BATCH_TOKENS, session=new_session(made)).run(encodings)
+    assert cosines(int8["torch"], int8["written"]).min() >= 0.9999
+
+
+def test_the_written_graph_matches_its_numpy_reference_and_stock(shared):
+    """bert_onnx: the graph (batched, padded) and the reference (one text at a time) agree with
+    each other and with stock sentence-transformers, on texts from 1 to 256 tokens."""
+    from bot.embed import bert_onnx, model
+
+    bert = bert_onnx.Bert.load(model.model_path())
+    path = shared.cache_dir / "written-for-test.onnx"
+    try:
+        bert_onnx.write_onnx(bert, path)
+        encodings = shared.tokenizer().encode_batch(TEXTS)
+        graph = OnnxEngine(session=new_session(path)).run(encodings)
+    finally:
+        path.unlink(missing_ok=True)
+    reference = bert_onnx.NumpyEngine(bert=bert).run(encodings)
+    stock = shared.sentence_transformer().encode(TEXTS, normalize_embeddings=True)
+    assert cosines(graph, reference).min() >= 0.99999
+    assert cosines(reference, stock).min() >= 0.99999
+    assert cosines(graph, stock).min() >= 0.99999
 
 
 @pytest.mark.parametrize("precision, min_cos", [("bf16", 0.999), ("fp32", 0.9999)])

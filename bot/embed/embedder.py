@@ -50,8 +50,9 @@ class Embedder(Embeddings):
                 "engine": self._ingest_engine or self.registry.planned_ingest_engine(self.precision)}
 
     def warm_up(self) -> None:
-        """Load what answering questions needs: the tokenizer and the ONNX session, or the torch
-        model where there is no ONNX export yet."""
+        """Load what answering questions needs: the tokenizer, the ONNX sessions (the export and
+        the int8 sentence copy are made first where they are not in the cache yet: a few seconds,
+        once, without torch), or the torch model where ONNX Runtime is off or unavailable."""
         self.registry.tokenizer()
         if self.registry.onnx_fp32() is None:
             self.registry.prepare_torch()
@@ -69,7 +70,7 @@ class Embedder(Embeddings):
 
     def engine_for(self, encodings: Sequence) -> Engine:
         """The engine `embed` runs these tokenised texts on: fp32 ONNX Runtime for small inputs
-        when it is there (torch before there is an export), the ingest engine for large ones."""
+        (torch where it is off or unavailable), the ingest engine for large ones."""
         if total_tokens(encodings) <= SMALL_INPUT_TOKENS:
             return (self.registry.onnx_fp32(SMALL_BATCH_TOKENS)
                     or self.registry.torch(self.precision, self._torch_batch_tokens()))

@@ -12,8 +12,9 @@ benchmarks/embed.py measures them.
 * ONNX Runtime, fp32, for questions and the answerer's sentences: a few milliseconds per
   question and no torch import, so `qabot ask` starts quickly. An int8 copy of the same graph
   ranks the answerer's candidate sentences (twice as fast on short inputs).
-* torch, the reference and the fallback when neither runtime is available (bf16 autocast where
-  native). It is also what the ONNX file both runtimes read is exported from (export.py).
+* torch, the fallback when neither runtime is available (bf16 autocast where native), and the
+  exporter of the ONNX file only for a model bert_onnx.py does not know: for the packaged one
+  that file is written straight from the weights, without torch (export.py).
 
 This module only builds and runs engines; which one is loaded, checked and used is
 `EngineRegistry`'s business (registry.py).
@@ -33,7 +34,7 @@ from bot.embed.batching import BATCH_TOKENS, OPENVINO_BATCH_TOKENS, BatchFn, nor
 
 # Fidelity floors: a candidate engine whose vectors stray further from its reference on the probe
 # texts is not used.
-ONNX_MIN_COSINE = 0.9999  # the ONNX export vs torch fp32
+ONNX_MIN_COSINE = 0.9999  # the ONNX export vs its reference (bert_onnx.NumpyEngine, or torch fp32)
 # int8 vectors only rank a question's candidate sentences (never stored, never searched): mean
 # cosine to fp32 0.992 on Python-docs sentences, min 0.97; twice as fast on short inputs.
 INT8_MIN_COSINE = 0.95
@@ -124,6 +125,24 @@ class TorchEngine(_Batched):
 
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return run_batched(encodings, self.batch_tokens, forward, on_batch)
+
+
+class Remembered:
+    """An engine whose vectors for a given list of texts are computed once and remembered (for a
+    reference that several candidates are checked against on the same texts)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self._seen: dict[tuple, np.ndarray] = {}
+
+    def run(self, encodings: Sequence, on_batch: BatchFn | None = None) -> np.ndarray:
+        key = tuple(tuple(e.ids) for e in encodings)
+        if key not in self._seen:
+            self._seen[key] = self.engine.run(encodings)
+        if on_batch is not None:
+            on_batch(len(encodings))
+        return self._seen[key].copy()
 
 
 def mean_pooled(bert):

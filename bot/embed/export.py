@@ -3,7 +3,9 @@ the ONNX export (fp32) both runtimes read, its dynamic int8 quantization (ONNX R
 answerer's sentences) and its weight-only int8 copy for OpenVINO (the int8 ingest engine).
 
 The export is made once, from the packaged weights (the `onnx` package is needed, nothing is
-downloaded), and checked against torch fp32 (cosine ≥ 0.9999) before it is used; the int8 copy
+downloaded): written straight from the safetensors file (bert_onnx.py, no torch) and checked
+against a numpy reference of the model (cosine ≥ 0.9999) before it is used; for a model that
+writer does not know, exported by torch and checked against torch fp32 as before. The int8 copy
 (dynamic quantization, per-channel weights: two seconds, once per machine) is checked against the
 fp32 export. Each is written to a temporary file and renamed into place (atomic: a concurrent
 reader sees the whole file or none), and a file that fails its check is deleted.
@@ -28,7 +30,7 @@ from typing import Any
 from bot.embed.model import MODEL_NAME, import_onnxruntime
 from bot.errors import one_line
 
-ONNX_EXPORT_VERSION = "1"  # bump when the exported graph changes
+ONNX_EXPORT_VERSION = "3"  # bump when the exported graph changes (3: written from the weights, bert_onnx)
 INT8_WEIGHTS_VERSION = "2"  # bump when the weight quantization changes
 
 log = logging.getLogger(__name__)
@@ -123,18 +125,43 @@ def write_checked(target: Path, make: Callable[[Path], None], agrees: Callable[[
         return None
 
 
-def export_onnx(target: Path, load_module: Callable[[], Any], agrees: Callable[[Path], bool]) -> Path | None:
-    """Export `load_module()` (engines.mean_pooled around the packaged model) to ONNX fp32 at
-    `target`, kept only if `agrees(file)`; None where `onnx`/`onnxruntime` is missing or anything
-    goes wrong (torch is used then)."""
+def export_onnx(target: Path, model_dir: str, load_module: Callable[[], Any],
+                agrees_direct: Callable[[Path], bool], agrees_torch: Callable[[Path], bool],
+                load_weights: Callable[[], Any] | None = None) -> Path | None:
+    """The fp32 ONNX graph of the packaged model at `target`: written straight from the weights
+    (`load_weights()`, a bert_onnx.Bert, default: read from `model_dir`; bert_onnx.write_onnx, no
+    torch) and kept only if `agrees_direct(file)` (the numpy reference);
+    where this model is not one that writer knows, or that fails, exported from torch
+    (`load_module()`: engines.mean_pooled around the packaged model) and kept only if
+    `agrees_torch(file)`. None where `onnx`/`onnxruntime` is missing or both fail (torch is used
+    then)."""
     if verified(target):
         return target
     try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
+        import onnx  # noqa: F401  (both writers need it)
 
         import_onnxruntime()
     except ImportError:
         return None
+
+    from bot.embed import bert_onnx
+
+    why_not = bert_onnx.supported(model_dir)
+    if why_not is None:
+        # ~1 s instead of ~10 s through torch (see bert_onnx); torch is not even imported.
+        made = write_checked(target, lambda tmp: bert_onnx.write_onnx(load_weights() if load_weights else model_dir, tmp),
+                             agrees_direct,
+                             "ONNX graph of the embedding model", "exporting it from torch instead")
+        if made is not None:
+            return made
+    else:
+        log.info("the ONNX graph is exported from torch: %s", why_not)
+    return export_onnx_from_torch(target, load_module, agrees_torch)
+
+
+def export_onnx_from_torch(target: Path, load_module: Callable[[], Any], agrees: Callable[[Path], bool]) -> Path | None:
+    """Export `load_module()` (engines.mean_pooled around the packaged model) to ONNX fp32 at
+    `target` with torch's exporter, kept only if `agrees(file)`; None where anything goes wrong."""
 
     def make(tmp: Path) -> None:
         # Imported here: torch costs ~5 s of start-up; the question path never needs it.

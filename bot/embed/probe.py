@@ -19,10 +19,18 @@ from pathlib import Path
 
 from bot.embed.engines import PROBE_TEXTS, Engine
 
-PROBE_VERSION = "2"  # bump when the probe or its candidates change
+PROBE_VERSION = "3"  # bump when the probe or its candidates change (3: no warm-up round, slow ones dropped)
 # The flags that decide which kernels run (recorded with the result; the cache key has them all).
 KERNEL_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-ROUNDS = 3  # timed rounds per candidate, after one untimed run; the fastest round counts
+ROUNDS = 3  # timed rounds per candidate; the fastest round counts
+# No untimed warm-up round: every candidate has just run its fidelity check (kernels built), and
+# its first probe round was measured as fast as the next ones (int8 0.41 s then 0.43, fp32 0.54 then
+# 0.49, bf16 0.14 then 0.135; 2 vCPUs Zen 5, load 1.8). It cost a round of every candidate.
+# After a round, a candidate this many times slower than the fastest so far is not timed again:
+# it cannot come within MARGIN by noise (rounds of one engine varied by up to 1.9x at load 1.8,
+# and 1.15 x 1.9 < 2.5). On a CPU with native bf16 that drops int8 and fp32 (2.9x and 3.7x slower
+# there) after one round: the probe took 1.5 s instead of 4.2 s.
+DROP_FACTOR = 2.5
 # A less exact engine must be this much faster to be chosen: under load the probe is noisy (at
 # load 5.7 it once timed int8 at 12.4 chunks/s and bf16 at 12.0, where the benchmark right after
 # measured 17.1 and 26.5). Most exact first.
@@ -103,20 +111,21 @@ def choose(speed: Mapping[str, float]) -> str:
 
 def measure(tokenizer, candidates: Mapping[str, Engine], flags: Iterable[str],
             int8_cosine: tuple[float, float] | None, clock: Callable[[], float] = time.perf_counter) -> ProbeResult:
-    """Time each candidate on the passages (one untimed run, then ROUNDS alternating rounds; the
-    fastest round of each, the least disturbed by other work) and choose the most exact one within
-    MARGIN of the fastest."""
+    """Time each candidate on the passages (ROUNDS alternating rounds; the fastest round of each,
+    the least disturbed by other work; a candidate DROP_FACTOR slower than the fastest is not
+    timed again) and choose the most exact one within MARGIN of the fastest."""
     started = clock()
     encodings = tokenizer.encode_batch(PASSAGES)
     names = list(candidates)
-    for name in names:
-        candidates[name].run(encodings)  # warm up: the first inference builds kernels
     seconds: dict[str, list[float]] = {name: [] for name in names}
+    timing = list(names)
     for round_ in range(ROUNDS):
-        for name in names if round_ % 2 == 0 else reversed(names):
+        for name in timing if round_ % 2 == 0 else reversed(timing):
             t = clock()
             candidates[name].run(encodings)
             seconds[name].append(clock() - t)
+        best = min(min(seconds[name]) for name in timing)
+        timing = [name for name in timing if min(seconds[name]) <= best * DROP_FACTOR]
     speed = {name: round(len(PASSAGES) / max(min(s), 1e-9), 1) for name, s in seconds.items()}
     return ProbeResult(choice=choose(speed), chunks_per_s=speed, int8_cosine=int8_cosine,
                        flags=[f for f in KERNEL_FLAGS if f in set(flags)], load=round(os.getloadavg()[0], 1), seconds=round(clock() - started, 2))

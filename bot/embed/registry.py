@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bot import config
-from bot.embed import engines, export, model, probe
+from bot.embed import bert_onnx, engines, export, model, probe
+from bot.embed.bert_onnx import NumpyEngine
 from bot.embed.batching import BATCH_TOKENS, SMALL_BATCH_TOKENS
 from bot.embed.engines import Engine, OnnxEngine, OpenVinoEngine, TorchEngine
 from bot.embed.probe import ProbeResult
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 # What the user should hear about while it happens (the CLI shows these on stderr, the Discord bot
 # in its log): making the ONNX export, the one slow step of a first run.
 notices = logging.getLogger("bot.notice")
-PREPARING = "Preparing the embedding model (once, about 20 s)…"
+PREPARING = "Preparing the embedding model (once, a few seconds)…"
 PROBING = "Measuring which embedding engine is fastest on this CPU (once, a few seconds)…"
 
 
@@ -62,7 +63,7 @@ class EngineSwitches:
 class FidelityFloors:
     """Least cosine (on the probe texts) to its reference for an engine to be used."""
 
-    onnx: float = engines.ONNX_MIN_COSINE  # the export vs torch fp32
+    onnx: float = engines.ONNX_MIN_COSINE  # the export vs its reference (numpy; torch for a torch export)
     int8: float = engines.INT8_MIN_COSINE  # the int8 copy vs the fp32 export
     openvino: float = engines.OPENVINO_MIN_COSINE  # OpenVINO vs fp32 ONNX Runtime
     int8_ingest_mean: float = engines.INT8_INGEST_MEAN_COSINE  # OpenVINO int8 vs fp32 ONNX Runtime,
@@ -127,6 +128,8 @@ class EngineRegistry:
         self.int8_cosine: tuple[float, float] | None = None  # (mean, min) the int8 gate measured
         self._export_lock = threading.Lock()
         self._announced = False
+        self._reference: engines.Remembered | None = None  # see fp32_reference
+        self._gated_int8: OpenVinoEngine | None = None  # the int8 engine its gate compiled, when made here
 
     @classmethod
     def default(cls) -> "EngineRegistry":
@@ -198,16 +201,13 @@ class EngineRegistry:
         return self._torch_module.get()
 
     def prepare_torch(self):
-        """The torch module, and (once, with torch loaded anyway) the ONNX export and its int8
-        copy written, so that later processes start fast."""
+        """The torch module, and (once) the ONNX export written, so that later processes start
+        on ONNX Runtime."""
         return self._torch_prepared.get()
 
     def _prepare_torch(self):
-        if self.switches.onnx and not self.onnx_model_file().exists():
-            self._announce()  # loading torch is the first part of making the export
-        module = self.torch_module()
-        self.ensure_onnx_export()
-        return module
+        self.ensure_onnx_export()  # written from the weights, before torch loads: later runs skip torch
+        return self.torch_module()
 
     def _announce(self) -> None:
         """Say once that the slow, once-per-machine preparation is starting."""
@@ -228,12 +228,18 @@ class EngineRegistry:
 
     def int8_weights(self) -> Path | None:
         """The OpenVINO IR with int8 weights (made now if it is not there, 0.5 s), or None."""
-        return export.quantize_weights_int8(self.onnx_model_file(), self.int8_weights_file(), lambda tmp: (
-            self._int8_ingest_agrees(OpenVinoEngine("int8", compiled=engines.compile_openvino(tmp, "int8")))))
+        def agrees(tmp: Path) -> bool:
+            candidate = OpenVinoEngine("int8", compiled=engines.compile_openvino(tmp, "int8"))
+            if not self._int8_ingest_agrees(candidate):
+                return False
+            self._gated_int8 = candidate  # compiled and gated on this CPU just now: not done twice
+            return True
+
+        return export.quantize_weights_int8(self.onnx_model_file(), self.int8_weights_file(), agrees)
 
     def _int8_ingest_agrees(self, candidate: OpenVinoEngine) -> bool:
         """The int8 gate: mean and least cosine to fp32 ONNX Runtime on probe.PASSAGES."""
-        reference = self.onnx_fp32()
+        reference = self.fp32_reference()
         if reference is None:
             return False
         cos = engines.cosines(self.tokenizer(), reference, candidate, probe.PASSAGES)
@@ -245,34 +251,42 @@ class EngineRegistry:
         return False
 
     def onnx_export(self) -> Path | None:
-        """The checked ONNX export, exported from torch now if it is not there yet; None where
-        that cannot be done."""
+        """The checked ONNX export, made now if it is not there yet (written from the weights and
+        checked against the numpy reference; for a model that writer does not know, exported from
+        torch and checked against it); None where that cannot be done."""
         target = self.onnx_model_file()
         if target.exists():
             return target
         with self._export_lock:
             if not target.exists():
                 self._announce()
-            return export.export_onnx(target, self.torch_module, lambda tmp: self._agree(
-                TorchEngine(module=self.torch_module), OnnxEngine(session=engines.new_session(tmp)), self.floors.onnx))
+            # The weights are read once for both the graph and its numpy reference, and let go after.
+            weights = _Lazy(lambda: bert_onnx.Bert.load(model.model_path()))
+            return export.export_onnx(
+                target, model.model_path(), self.torch_module, load_weights=weights.get,
+                agrees_direct=lambda tmp: self._agree(NumpyEngine(bert=weights.get()),
+                                                      OnnxEngine(session=engines.new_session(tmp)), self.floors.onnx),
+                agrees_torch=lambda tmp: self._agree(TorchEngine(module=self.torch_module),
+                                                     OnnxEngine(session=engines.new_session(tmp)), self.floors.onnx))
 
     def quantized(self) -> Path | None:
-        """The checked int8 copy of the export, quantized now if it is not there yet; None where
-        that cannot be done."""
+        """The checked int8 copy of the export, quantized now if it is not there yet (the first
+        time sentences are ranked: ingest never needs it); None where that cannot be done."""
         source = self.onnx_model_file()
+        if source.exists() and not self.int8_model_file().exists():
+            self._announce()  # ~2 s, once per machine (quantize_onnx checks the hash of one that is there)
         return export.quantize_onnx(source, self.int8_model_file(), lambda tmp: self._agree(
             OnnxEngine(session=engines.new_session(source)), OnnxEngine("int8", session=engines.new_session(tmp)),
             self.floors.int8))
 
     def ensure_onnx_export(self) -> None:
-        """Export (and quantize) once where ONNX is on; an fp32 session found missing before is
-        looked for again on its next use."""
+        """Export once where ONNX is on; an fp32 session found missing before is looked for again
+        on its next use. The int8 copy for ranking sentences is not made here but when sentences
+        are first ranked (`onnx_int8`): an ingest never needs it (2.3 s of a first ingest, load 2.4)."""
         if not self.switches.onnx:
             return
         if not self.onnx_model_file().exists() and self.onnx_export() is not None:
             self._onnx.retry_if_none()
-        if self.onnx_model_file().exists():
-            self.quantized()
 
     def _agree(self, reference: Engine, candidate: Engine, floor: float) -> bool:
         return engines.agree_on_probes(self.tokenizer(), reference, candidate, floor)
@@ -280,13 +294,24 @@ class EngineRegistry:
     # --- the engines ----------------------------------------------------------------------------
 
     def onnx_fp32(self, batch_tokens: int = BATCH_TOKENS) -> OnnxEngine | None:
-        """ONNX Runtime on the fp32 export, or None (not exported yet, switched off, unavailable).
-        Never exports: that needs torch."""
+        """ONNX Runtime on the fp32 export (made now if it is not there: no torch needed), or None
+        (switched off, unavailable, or the export failed)."""
         engine = self._onnx.get()
         return None if engine is None else engine.batched(batch_tokens)
 
+    def fp32_reference(self) -> "engines.Remembered | None":
+        """fp32 ONNX Runtime as the reference the OpenVINO candidates are checked against, each
+        text set computed once (a first run checks three candidates on the same texts: 0.5 s
+        of ONNX Runtime saved, load 2)."""
+        if self._reference is None:
+            engine = self.onnx_fp32()
+            if engine is None:
+                return None
+            self._reference = engines.Remembered(engine)
+        return self._reference
+
     def _load_onnx(self) -> OnnxEngine | None:
-        path = self.onnx_model_file() if self.switches.onnx else None
+        path = self.onnx_export() if self.switches.onnx else None
         if path is None or not export.verified(path):
             return None
         try:
@@ -322,13 +347,17 @@ class EngineRegistry:
         if not self._openvino_on():
             return None
         self.ensure_onnx_export()  # OpenVINO reads the same checked ONNX file
-        path, reference = self.onnx_model_file(), self.onnx_fp32()
+        path, reference = self.onnx_model_file(), self.fp32_reference()
         if reference is None or not path.exists():
             return None
         if precision == "int8":
             weights = self.int8_weights()
             if weights is None:
                 return None
+            if self._gated_int8 is not None:
+                # Made in this process: the gate compiled and checked it a moment ago (compiling
+                # and checking again cost 1.4 s of a first run, load 2.4).
+                return self._gated_int8
             try:  # the gate again on this CPU: the file may have been made and checked elsewhere
                 engine = OpenVinoEngine("int8", compiled=engines.compile_openvino(weights, "int8"))
                 return engine if self._int8_ingest_agrees(engine) else None

@@ -140,6 +140,21 @@ def test_ingest_that_would_remove_all_or_most_documents_is_refused_without_a_ter
     assert line.startswith(f"Error: the index at {index} is empty; put documents") and "qabot ingest" in line, line
 
 
+def spawn_on_a_terminal(args: list[str], cwd: Path):
+    """`python ARGS` with a pseudo-terminal as its stdin/stdout/stderr, and pexpect on the other
+    end. Started by subprocess (vfork + exec), not pexpect.spawn's pty.fork(): late in a full
+    suite this pytest process holds native thread pools (torch, ONNX Runtime, OpenVINO) whose
+    fork handlers made the forked child die of SIGSEGV before it could exec (seen in full-suite
+    runs only, never alone)."""
+    import pexpect.fdpexpect
+
+    terminal, side = os.openpty()
+    process = subprocess.Popen([sys.executable, *args], stdin=side, stdout=side, stderr=side,
+                               env=subprocess_env(), cwd=str(cwd))
+    os.close(side)
+    return process, pexpect.fdpexpect.fdspawn(terminal, encoding="utf-8", timeout=120)
+
+
 def test_ingest_on_a_terminal_asks_before_removing_every_document(tmp_path):
     pexpect = pytest.importorskip("pexpect")
     corpus, index = build(tmp_path)
@@ -147,13 +162,18 @@ def test_ingest_on_a_terminal_asks_before_removing_every_document(tmp_path):
     empty.mkdir()
     args = ["-m", "bot", "ingest", "--corpus", str(empty), "--index", str(index)]
     for answer, code, documents in (("n", 2, 3), ("y", 2, 0)):
-        child = pexpect.spawn(sys.executable, args, env=subprocess_env(), cwd=str(tmp_path), encoding="utf-8",
-                              timeout=120)
-        child.expect(r"would remove all 3 documents of the index .*Remove them\? \[y/N\]")
-        child.sendline(answer)
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == code, child.before
+        process, child = spawn_on_a_terminal(args, tmp_path)
+        try:
+            found = child.expect([r"would remove all 3 documents of the index .*Remove them\? \[y/N\]", pexpect.EOF])
+            assert found == 0, f"the child ended before asking: exit {process.wait(10)}, output {child.before!r}"
+            child.sendline(answer)
+            try:
+                child.expect(pexpect.EOF)
+            except OSError:  # EIO: the terminal's other side closed when the child exited
+                pass
+        finally:
+            child.close()
+        assert process.wait(60) == code, child.before
         assert stats(index)["documents"] == documents
 
 

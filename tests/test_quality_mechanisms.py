@@ -252,11 +252,11 @@ def test_a_relation_no_sentence_states_is_refused_and_a_synonym_is_found(people_
 
 
 def test_the_relation_asked_is_the_possessive_noun_not_a_name_or_contraction():
-    from bot.qa.hops import possessed_noun
-    assert possessed_noun("patrick cahill's wife's name?") == "wife"
-    assert possessed_noun("what's the hobby of alma rusk") is None
-    assert possessed_noun("who is the mother of micki amador's husband") == "husband"
-    assert possessed_noun("what's the default of lru_cache's max_age argument") == "max_age"
+    from bot.qa.hops import possessive
+    assert possessive("patrick cahill's wife's name?") == ("patrick cahill", "wife")
+    assert possessive("what's the hobby of alma rusk") is None
+    assert possessive("who is the mother of micki amador's husband") == ("micki amador", "husband")
+    assert possessive("what's the default of lru_cache's max_age argument") == ("lru_cache", "max_age")
 
 
 def test_a_number_that_qualifies_a_word_and_the_subject_spelt_out_are_no_leads():

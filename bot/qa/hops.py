@@ -66,9 +66,3 @@ def possessive(question: str) -> tuple[str, str] | None:
     if not found or found[-1][1] in STOPWORDS:
         return None
     return found[-1]
-
-
-def possessed_noun(question: str) -> str | None:
-    """The noun of the question's last possessive (see `possessive`)."""
-    found = possessive(question)
-    return found[1] if found else None

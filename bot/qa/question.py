@@ -152,8 +152,8 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
             own = [w for w in names if w.lower().strip(".") not in asked]
             if all(w.lower().strip(".") in _TITLES for w in own):
                 continue  # the question's own subject
-            if len("".join(re.findall(r"[A-Z]", "".join(names)))) >= 2 and \
-                    "".join(re.findall(r"[A-Z]", "".join(names))).lower() in asked:
+            initials = "".join(re.findall(r"[A-Z]", "".join(names))).lower()
+            if len(initials) >= 2 and initials in asked:
                 continue  # "Constant DataBase" when asked about "cdb": the subject, spelt out
             text = " ".join(names)
         if kind == "when":
@@ -170,10 +170,9 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
                 continue  # one item of an enumeration
             if re.match(r"\d+-[A-Za-z]", sentence[m.start():]):
                 continue  # "2-tuples", "32-bit": a number that qualifies a word counts nothing
-            if any(d.start() <= m.start() + len(text) - 1 and m.start() < d.end() and
-                   re.search(r"\d", sentence[max(d.start(), m.start()):min(d.end(), m.start() + len(text))])
-                   for d in _DAY_OF_DATE.finditer(sentence)):
-                continue  # a date's day ("on the 26th") counts nothing
+            digits = [i for i in range(m.start(), m.start() + len(text)) if sentence[i].isdigit()]
+            if any(d.start() <= i < d.end() for d in _DAY_OF_DATE.finditer(sentence) for i in digits):
+                continue  # a digit of a date ("on the 26th", "July 26") counts nothing
             counted = _HOW_MANY_NOUN.search(question)
             if text.lower() in ("once", "twice", "thrice") and not (counted and counted.group(1).lower() == "times"):
                 continue  # "once" counts only times ("once the loop ends" is no amount)

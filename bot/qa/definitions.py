@@ -31,14 +31,17 @@ MAX_DEFINING_LINE = 120  # longer lines are prose that happens to start with a n
 MAX_DEFINITIONS = 10  # per name asked: a name defined in many places says little on its own
 
 
+def _identifier_parts(question: str) -> list[list[str]]:
+    """The dotted parts of each identifier the question names, lower-cased: `statistics.mode()` →
+    ["statistics", "mode"]."""
+    found = ([p.lower() for p in identifier.rstrip("()").split(".") if p]
+             for identifier in _IDENTIFIER.findall(question))
+    return [parts for parts in found if parts]
+
+
 def identifier_names(question: str) -> set[str]:
-    """The last parts of the identifiers a question names, lower-cased (`statistics.mode()` → mode)."""
-    names = set()
-    for identifier in _IDENTIFIER.findall(question):
-        parts = [p for p in identifier.rstrip("()").split(".") if p]
-        if parts:
-            names.add(parts[-1].lower())
-    return names
+    """The last parts of the identifiers a question names (`statistics.mode()` → mode)."""
+    return {parts[-1] for parts in _identifier_parts(question)}
 
 
 def defined_name(term: str) -> str:
@@ -66,13 +69,10 @@ class Definitions:
         also holds the identifier's qualifier (`functools` of `functools.cache`) first, each group
         by `order` (the fused score), at most MAX_DEFINITIONS a name."""
         ranked: dict[str, Chunk] = {}
-        for identifier in _IDENTIFIER.findall(question):
-            parts = [p for p in identifier.rstrip("()").split(".") if p]
-            if not parts:
-                continue
-            found = self.by_name.get(parts[-1].lower(), [])
+        for parts in _identifier_parts(question):
+            found = self.by_name.get(parts[-1], [])
             if len(parts) > 1:
-                qualifier = parts[0].lower()
+                qualifier = parts[0]
                 found = [c for c in found if qualifier in c.source.lower() or qualifier in c.text.lower()] or found
             found = sorted(found, key=lambda c: -order.get(c.id, 0.0))[:MAX_DEFINITIONS]
             for chunk in found:

@@ -52,14 +52,13 @@ def split_two_hop(question: str) -> Hops | None:
 
 
 _IDENTITY = {"name", "names", "identity"}  # what someone is called: no relation of its own
-_POSSESSED = re.compile(r"['’]s\s+([A-Za-z][\w-]*)")
 
 
 def possessive(question: str) -> tuple[str, str] | None:
     """The owner and noun of the question's last possessive ("who is Micki Amador's husband" →
     ("Micki Amador", "husband")), the noun lower-cased; None without one, or when the noun is a
     stop word ("Tracey's the one"). "X's wife's name" asks for the wife: her name is no relation."""
-    found = [(question[start:m.start()], m.group(1).lower()) for m in _POSSESSED.finditer(question)
+    found = [(question[start:m.start()], m.group("noun").lower()) for m in _APOSTROPHE_S.finditer(question)
              if (start := _owner_start(question, m.start())) is not None]  # not "what's", "it's"
     while found and found[-1][1] in _IDENTITY:
         found.pop()

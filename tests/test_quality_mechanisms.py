@@ -190,6 +190,12 @@ def test_a_date_is_not_an_amount_and_once_counts_times():
     assert [left[a:b] for a, b in span_candidates("how_many", left, "how many items are left")] == ["3 items"]
 
 
+def test_what_how_many_counts_may_follow_an_adjective():
+    sentence = "It is believed that 32 bytes of randomness is sufficient, waiting 2 seconds."
+    found = [sentence[a:b] for a, b in span_candidates("how_many", sentence, "how many random bytes are enough")]
+    assert found == ["32 bytes"]  # the unit of "2 seconds" is no byte
+
+
 DEFINITIONS = """Universally unique identifiers
 ==============================
 

@@ -119,7 +119,21 @@ _YEAR = re.compile(r"\b\d{4}\b")
 _ASKS_YEAR = re.compile(r"\b(?:what|which) year\b|\byear\?", re.I)
 _BARE_MONTH = re.compile(rf"(?:{_MONTH})", re.I)
 _DATE_PREPOSITION = re.compile(r"\b(?:in|on|since|until|till|by|from|during|early|late|mid|of|before|after)\s+$", re.I)
-_HOW_MANY_NOUN = re.compile(r"\bhow many\s+([a-z]+)", re.I)
+# What "how many" counts: the words after it up to the verb ("how many random bytes are …" counts
+# bytes, "how many times" times); a number's unit must be one of them.
+_HOW_MANY_NOUN = re.compile(r"\bhow many((?:\s+[a-z]+){1,3})", re.I)
+
+
+def _counted_words(question: str) -> list[str]:
+    found = _HOW_MANY_NOUN.search(question)
+    if not found:
+        return []
+    counted = []
+    for word in found.group(1).lower().split():
+        if word in STOPWORDS:
+            break
+        counted.append(word)
+    return counted
 _HOW_MUCH = re.compile(r"\bhow much\b", re.I)
 # What "how much" is answered in: money, sizes, time and other measures; "16 countries" counts things.
 _MEASURES = re.compile(r"(?:dollars?|euros?|pounds?|yuan|roubles?|rubles?|yen|francs?|cents?|percent|%|bytes?|"
@@ -173,12 +187,12 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
             digits = [i for i in range(m.start(), m.start() + len(text)) if sentence[i].isdigit()]
             if any(d.start() <= i < d.end() for d in _DAY_OF_DATE.finditer(sentence) for i in digits):
                 continue  # a digit of a date ("on the 26th", "July 26") counts nothing
-            counted = _HOW_MANY_NOUN.search(question)
-            if text.lower() in ("once", "twice", "thrice") and not (counted and counted.group(1).lower() == "times"):
+            counted = _counted_words(question)
+            if text.lower() in ("once", "twice", "thrice") and counted[:1] != ["times"]:
                 continue  # "once" counts only times ("once the loop ends" is no amount)
             unit = re.search(r"([a-z]+)$", text, re.I)
             if counted and unit and not re.fullmatch(r"\d.*|" + _COUNT_WORD, unit.group(1), re.I) and \
-                    stem_words([unit.group(1).lower()]) != stem_words([counted.group(1).lower()]):
+                    stem_words([unit.group(1).lower()])[0] not in stem_words(counted):
                 continue  # "how many times" is not answered by "0.2 second"
             if _HOW_MUCH.search(question) and unit and not re.fullmatch(r"\d.*|" + _NUMWORD, unit.group(1), re.I) \
                     and not _MEASURES.fullmatch(unit.group(1)):

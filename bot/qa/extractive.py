@@ -181,7 +181,7 @@ class ExtractiveAnswerer:
         asked_names = identifier_names(asked or question)
         scored = []
         for s, sem, sup, vector in zip(sentences, semantic, support, vectors):
-            s_terms = set(tokenize_document(f"{s.text}\n{s.term or ''}\n{s.hit.chunk.section or ''}\n{s.hit.chunk.title}"))
+            s_terms = _sentence_terms(s)
             coverage = sum(w for t, w in weights.items() if t in s_terms) / total
             typed = bool(span_candidates(kind, s.text, question))
             defined = bool(s.term) and defined_name(s.term) in asked_names
@@ -197,7 +197,7 @@ class ExtractiveAnswerer:
         terms = {t: self.idf(t) for t in set(tokenize(question)) | set(tokenize(asked or ""))}
 
         def lexical(s: Sentence) -> float:
-            words = set(tokenize_document(s.text))
+            words = set(tokenize_document(f"{s.text}\n{s.term or ''}"))
             return sum(w for t, w in terms.items() if t in words)
 
         kept: list[Sentence] = []
@@ -401,6 +401,11 @@ def _focus(question: str, sentences: list[Sentence]) -> str | None:
     if not dropped or not tokenize(" ".join(kept)):
         return None
     return " ".join(kept)
+
+
+def _sentence_terms(s: Sentence) -> set[str]:
+    """The words a sentence is matched on: its own, the name it defines and its headings."""
+    return set(tokenize_document(f"{s.text}\n{s.term or ''}\n{s.hit.chunk.section or ''}\n{s.hit.chunk.title}"))
 
 
 def _same_region(a: Sentence, b: Sentence) -> bool:

@@ -281,6 +281,23 @@ def test_a_relation_is_stated_of_its_owner_and_not_by_a_shorter_kin_word(people_
     assert states("birthday", "The date of birth of Alma Rusk is 0301-07-05.", "alma rusk")
 
 
+def test_a_relation_the_documents_name_is_not_matched_by_a_near_word(people_qa):
+    states = people_qa.extractive.states
+    # "wife" is a word of these documents: a sentence naming a mother does not state a wife,
+    # however close the two words are in the model; "mom" is not, so its near word counts.
+    assert not states("wife", "The mother of Bertram Rusk is Clothilde Rusk.", "bertram rusk")
+    assert states("mom", "The mother of Bertram Rusk is Clothilde Rusk.", "bertram rusk")
+    answer = people_qa.answer("what's the name of clothilde rusk's wife")
+    assert answer.refused, answer.text
+
+
+def test_a_relation_of_someone_else_is_not_the_owners(people_qa):
+    states = people_qa.extractive.states
+    # The sentence names another person's wife, on a page not about the one asked of.
+    assert not states("wife", "The wife of Bertram Rusk is Alma Rusk.", "clothilde rusk", about="Alma Rusk")
+    assert states("wife", "Her wife is Alma Rusk.", "clothilde rusk", about="Clothilde Rusk")
+
+
 def test_the_chunks_defining_an_asked_identifier_are_ranked_first():
     from bot.qa.definitions import Definitions
     from bot.schema import Chunk

@@ -146,9 +146,10 @@ class Scored:
 
 
 class ExtractiveAnswerer:
-    def __init__(self, embedder, idf) -> None:
+    def __init__(self, embedder, idf, has_term=None) -> None:
         self.embedder = embedder
         self.idf = idf  # term → inverse document frequency, from the BM25 index
+        self.has_term = has_term  # stem → whether some passage has it; None: not known
         self._words: dict[str, np.ndarray] = {}  # word → its vector, for `states`
 
     def score(self, question: str, query_vector: np.ndarray, hits: list[Hit], asked: str | None = None) -> list[Scored]:
@@ -251,7 +252,7 @@ class ExtractiveAnswerer:
             spans = [spans[int(np.argmax(closeness))]]
         return sentence[spans[0][0]:spans[0][1]].strip(" ,;")
 
-    def states(self, noun: str, sentence: str, owner: str = "") -> bool:
+    def states(self, noun: str, sentence: str, owner: str = "", about: str | None = None) -> bool:
         """Whether `sentence` names the relation or attribute `noun` that the question asks of
         `owner` ("Bertram's mom" → "The mother of Bertram is …"): the same stem, or a word of the
         sentence (not a name) within RELATION_SIMILARITY of it. Where the sentence names the owner
@@ -267,14 +268,22 @@ class ExtractiveAnswerer:
                   if lowered[i:i + len(owner_words)] == owner_words and tokens[i][0].isupper()]
             if at:
                 near = {j for i in at for j in range(i - OWNER_WINDOW, i + len(owner_words) + OWNER_WINDOW)}
+            elif about is not None and " ".join(owner_words) not in " ".join(re.findall(r"[a-z]+", about.lower())) \
+                    and any(t[0].isupper() for t in tokens[1:]):
+                return False  # of someone else: names another, and its page is not about the owner
         candidates = [w for i, w in enumerate(tokens)
                       if w.islower() and w not in STOPWORDS and len(w) > 2 and (near is None or i in near)
                       and not (w != noun and noun.endswith(w))]
         candidates = list(dict.fromkeys(candidates))
         if not candidates:
             return False
-        if stem_words([noun])[0] in set(stem_words(candidates)):
+        stem = stem_words([noun])[0]
+        if stem in set(stem_words(candidates)):
             return True
+        if self.has_term is not None and self.has_term(stem):
+            # The documents use the word itself, so a sentence stating that relation would too;
+            # a near word is another relation (wife/mother 0.6+ by single-word vectors).
+            return False
         vectors = self._word_vectors([noun] + candidates)
         return float(np.max(vectors[1:] @ vectors[0])) >= RELATION_SIMILARITY
 
@@ -302,7 +311,8 @@ class ExtractiveAnswerer:
             # unlike sister/wife 0.58, son/father 0.58, parents/son 0.36), the best-scored one
             # among the first RELATION_CANDIDATES, else not at all. On dev: phantom refusal P/R
             # 1.00/0.44 -> 0.91/0.56 with answers the same, ISS refusal recall 0.70 -> 0.80.
-            stating = [c for c in scored[:RELATION_CANDIDATES] if self.states(noun, c.sentence.text, owner)]
+            stating = [c for c in scored[:RELATION_CANDIDATES]
+                       if self.states(noun, c.sentence.text, owner, about=c.sentence.hit.chunk.title)]
             if not stating or not self.supported(stating[0]):
                 return refusal(question, hits)
             scored = stating + [c for c in scored if c not in stating]

@@ -331,6 +331,9 @@ INVENTIONS = [
     ("founded", "The station was designed by Elon Musk."),
     ("founded", "The station cost 200 billion US dollars."),
     ("succession", "Borisov was fired by Putin for corruption."),
+    # Every word is the passage's, the meaning is not: a denial, and the model speaking for itself.
+    ("succession", "Borisov did not succeed Rogozin as the president of Roscosmos."),
+    ("succession", "I think Borisov succeeded Rogozin as the president of Roscosmos."),
     ("sanctions", "NASA plans to deorbit the station using a SpaceX vehicle."),
 ]
 
@@ -378,6 +381,9 @@ REAL_INVENTIONS = [
     ("when will russia leave the iss?", f"{ARTICLE['sanctions']} [5].", verify.NOTHING_SUPPORTED),
     ("when will russia leave the iss?", "Russia has decided to withdraw from the International Space Station plan [1].",
      verify.NO_VALUE),
+    # Gemma 3 270M's refusal in its own words, once shown as an answer (its words are the passage's).
+    ("why did the west sanction russia", "I don't know why the west sanctioned russia [5].", verify.NO_ANSWER),
+    ("why did the west sanction russia", "The passages do not say why the West sanctioned Russia.", verify.NO_ANSWER),
 ]
 
 

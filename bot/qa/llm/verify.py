@@ -88,12 +88,30 @@ _BACK_REFERENCES = frozenset("it its they them their he she his her this these t
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
 
 
+# A model's own way of saying it found nothing: "I don't know why the West sanctioned Russia [1]"
+# (Gemma 3 270M, shown as an answer: its words are all in the passage) or "the passages do not say".
+_HEDGE = re.compile(r"\b(?:I|we)\s+(?:do not|don['’]t|cannot|can['’]t|could not|couldn['’]t|am not sure|have no)\b"
+                    r"|\b(?:passages?|documents?|context|text)\s+(?:does|do)\s*(?:not|n['’]t)\b"
+                    r"|\bnot (?:mentioned|stated|provided|given|specified) in the (?:passages?|documents?|context|text)\b",
+                    re.I)
+# A claim that denies must be denied by its passage: "Borisov did not replace Rogozin" shares every
+# word with the sentence that says he did.
+_NEGATION = re.compile(r"\b(?:not|no|never|none|nothing|nobody|neither|nor|cannot|without)\b|n['’]t\b", re.I)
+# The passages do not speak as the model: "I", "we", "my" must be the passage's own.
+_FIRST_PERSON = re.compile(r"\b(?:I|[Ww]e|me|[Mm]y|[Oo]ur)\b")
+
+
 def _is_refusal(text: str) -> bool:
     def norm(s: str) -> str:
         s = strip_markers(s).lower().replace("’", "'").replace("‘", "'")
         return " ".join(words(s.replace("'", "")))
 
     return norm(text) == norm(REFUSAL_TEXT)
+
+
+def _refuses(sentence: str) -> bool:
+    """The sentence says the model found nothing, in the prompt's words or its own."""
+    return _is_refusal(sentence) or _HEDGE.search(strip_markers(sentence)) is not None
 
 
 def _numbers(text: str) -> set[str]:
@@ -129,6 +147,8 @@ class Claim:
     quoted: list[str]
     subject: list[tuple[frozenset[str], str]]  # its words before the verb, each as a name is
     answers: bool = False  # the reply's first sentence: it must be about what the question asks
+    negated: bool = False  # it denies something ("not", "never", "n't")
+    first_person: bool = False  # it speaks as "I" or "we"
 
     @classmethod
     def of(cls, sentence: str, answers: bool = False) -> "Claim":
@@ -144,7 +164,8 @@ class Claim:
             key = _name_key(text)
             if key[0]:
                 names.append(key)
-        return cls(body, _stems(body), names, _numbers(body), quoted, _subject(body), answers)
+        return cls(body, _stems(body), names, _numbers(body), quoted, _subject(body), answers,
+                   _NEGATION.search(body) is not None, _FIRST_PERSON.search(body) is not None)
 
 
 def _subject(body: str) -> list[tuple[frozenset[str], str]]:
@@ -281,6 +302,10 @@ class SupportChecker:
             return None
         if any(q not in window.text for q in claim.quoted):
             return None
+        if claim.negated and not _NEGATION.search(window.text):
+            return None
+        if claim.first_person and not re.search(r"\b(?:i|we|me|my|our)\b", window.text):
+            return None
         # Names and the subject must be in the window itself: the title names what the whole
         # document is about ("Russia to leave the ISS"), and Qwen 0.5B turned "the United States,
         # Canada and European space agencies said" into "Russia, Canada and European space agencies".
@@ -364,7 +389,9 @@ def verify_reply(question: str, passages: list[Chunk], scores: list[float], repl
 
     checker = SupportChecker(question, passages, embed)
     split = [split_sentences(line) for line in reply.splitlines()]  # [] for a blank line
-    claims = [s for sentences in split for s in sentences if not _is_refusal(s)]
+    claims = [s for sentences in split for s in sentences if not _refuses(s)]
+    if not claims and any(_refuses(s) for sentences in split for s in sentences):
+        return NO_ANSWER
     checker.prime([Claim.of(s) for s in claims])
     lines: list[list[_Sentence]] = []
     total = dropped = 0
@@ -372,7 +399,7 @@ def verify_reply(question: str, passages: list[Chunk], scores: list[float], repl
     for sentences in split:
         kept: list[_Sentence] = []
         for text in sentences:
-            if _is_refusal(text):  # next to claims, "I couldn't find this" says nothing
+            if _refuses(text):  # next to claims, "I couldn't find this" says nothing
                 continue
             total += 1
             lead_in = strip_markers(text).endswith(":")  # "Here is what the documents say:"

@@ -64,6 +64,7 @@ class EnglishWords:
     def __init__(self, cache_dir: Path | None = None, counts: dict[str, int] | None = None) -> None:
         self._cache_dir = cache_dir
         self._counts = counts
+        self._stems: frozenset[str] | None = None  # stems of the common words, made on first use
         self._lock = threading.Lock()
 
     def _load(self) -> dict[str, int]:
@@ -108,6 +109,14 @@ class EnglishWords:
 
     def common(self, word: str) -> bool:
         return self.count(word) >= COMMON_ENGLISH_COUNT
+
+    def common_stem(self, stem: str) -> bool:
+        """Whether some common English word has this Snowball stem ("replac": "replace")."""
+        if self._stems is None:
+            counts = self._load()
+            common = [w for w, n in counts.items() if n >= COMMON_ENGLISH_COUNT]
+            self._stems = frozenset(stem_words(common))
+        return stem in self._stems
 
 
 class QueryVocabulary:

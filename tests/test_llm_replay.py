@@ -1,12 +1,13 @@
 """Real small models' replies, replayed: the transcripts in tests/llm_transcripts/ hold what
 Qwen2.5-Coder-0.5B-Instruct and Gemma 3 270M (Q4_K_M, llama.cpp) wrote to the answer prompts of
-the ISS gold and dev questions (re-record with tests/tools/record_llm.py; README "Optional:
+the ISS gold questions and the ISS, phantom-dev, Postfix and Python-docs dev questions (the last
+two opt-in: QABOT_RUN_PYDOCS=1; re-record with tests/tools/record_llm.py; README "Optional:
 answers written by an LLM"). The fake OpenAI server answers each prompt with the reply recorded
 for its question and passages, and HTTP 404 for a prompt never recorded (retrieval changed
 since): the answer then falls back to the extractive one, as with a failing server.
 
 The guarantee, per set and per model: with the LLM on, answer accuracy is never below the
-extractive answerer's. The live test at the end runs a real llama.cpp server (opt-in: it needs
+extractive answerer's, and neither is refusal recall. The live test at the end runs a real llama.cpp server (opt-in: it needs
 llama-cpp-python and a GGUF file, see `live_server`).
 """
 from __future__ import annotations
@@ -34,7 +35,22 @@ from bot.qa.pipeline import QA  # noqa: E402
 
 TESTS = Path(__file__).parent
 TRANSCRIPTS = sorted((TESTS / "llm_transcripts").glob("*.jsonl"))
-QUESTIONS = {"iss_gold": TESTS / "gold" / "iss_qa.jsonl", "iss_dev": TESTS / "devsets" / "iss_dev.jsonl"}
+PHANTOM = TESTS.resolve().parent.parent / "shared" / "data" / "phantom-dev" / "corpus"
+POSTFIX = Path("/usr/share/doc/postfix/html")
+PYDOCS = Path(os.environ.get("QABOT_PYDOCS_DIR", "/usr/share/doc/python3.11/html/_sources"))
+LARGE = pytest.mark.skipif(not os.environ.get("QABOT_RUN_PYDOCS"),
+                           reason="ingests a whole Debian doc set (minutes): set QABOT_RUN_PYDOCS=1")
+# Set → (its questions, the corpus they are asked of: None for the shipped ISS article). The
+# Postfix and Python-docs sets are opt-in: their corpora take 1-4 minutes to ingest.
+QUESTIONS = {
+    "iss_gold": (TESTS / "gold" / "iss_qa.jsonl", None),
+    "iss_dev": (TESTS / "devsets" / "iss_dev.jsonl", None),
+    "phantom_dev": (TESTS / "devsets" / "phantom_dev.jsonl", PHANTOM),
+    "postfix_dev": (TESTS / "devsets" / "postfix_dev.jsonl", POSTFIX),
+    "pydocs_dev": (TESTS / "devsets" / "pydocs_dev.jsonl", PYDOCS),
+}
+SETS = [pytest.param(name, marks=[pytest.mark.pydocs, LARGE]) if name in ("postfix_dev", "pydocs_dev") else name
+        for name in QUESTIONS]
 
 
 def recorded(transcript: Path) -> dict[str, set[str]]:
@@ -64,19 +80,41 @@ def test_transcript_was_recorded_with_this_prompt(transcript):
     assert replies and header["gguf_sha256"]
 
 
+@pytest.fixture(scope="module")
+def corpus_index(tmp_path_factory, embedder):
+    """corpus → the Settings of it ingested, made once per corpus for this module (both models'
+    tests ask the same index)."""
+    made: dict[str, object] = {}
+
+    def index(corpus: Path):
+        if str(corpus) not in made:
+            if not corpus.is_dir():
+                pytest.skip(f"corpus not at {corpus}")
+            from bot.config import Settings
+            from bot.ingest.pipeline import ingest
+
+            settings = Settings(corpus=corpus, index=tmp_path_factory.mktemp("replay") / "index")
+            ingest(settings, embedder=embedder)
+            made[str(corpus)] = settings
+        return made[str(corpus)]
+    return index
+
+
 @pytest.mark.parametrize("transcript", TRANSCRIPTS, ids=lambda p: p.stem)
-@pytest.mark.parametrize("set_name", sorted(QUESTIONS))
-def test_llm_answers_never_below_extractive(transcript, set_name, iss_index, embedder, openai_env):
+@pytest.mark.parametrize("set_name", SETS)
+def test_llm_answers_never_below_extractive(transcript, set_name, iss_index, corpus_index, embedder, openai_env):
     """Replayed replies through the whole pipeline: the LLM's answer is shown only when verified
     and in agreement, so answer accuracy with it is at least the extractive answerer's."""
     ids = recorded(transcript).get(set_name)
     if not ids:
         pytest.skip(f"{transcript.stem} has no {set_name} replies")
-    items = [item for item in load_gold(QUESTIONS[set_name]) if item["id"] in ids]
-    extractive = evaluate(QA(iss_index, embedder=embedder), items).metrics
+    questions, corpus = QUESTIONS[set_name]
+    settings = iss_index if corpus is None else corpus_index(corpus)
+    items = [item for item in load_gold(questions) if item["id"] in ids]
+    extractive = evaluate(QA(settings, embedder=embedder), items).metrics
     header, replies = load_transcript(transcript)
     openai_env.replay(replies)
-    with_llm = evaluate(llm_qa(iss_index, embedder, header["model"]), items)
+    with_llm = evaluate(llm_qa(settings, embedder, header["model"]), items)
     metrics = with_llm.metrics
     print(transcript.stem, set_name, {"extractive": extractive["answer_accuracy"], "llm": metrics["answer_accuracy"],
                                       "llm_answers": metrics["llm_answers"], "replayed": openai_env.replayed,
@@ -86,6 +124,9 @@ def test_llm_answers_never_below_extractive(transcript, set_name, iss_index, emb
         warnings.warn(f"{transcript.stem}/{set_name}: only {openai_env.replayed} of {asked} prompts were recorded; "
                       "retrieval or excerpting changed since: re-record (tests/tools/record_llm.py)")
     assert metrics["answer_accuracy"] >= extractive["answer_accuracy"]
+    # Nor does it answer where the extractive answerer rightly refuses.
+    if extractive["refusal_recall"] is not None:
+        assert metrics["refusal_recall"] >= extractive["refusal_recall"]
     # Every question the LLM was asked and could not answer came back as the extractive answer,
     # with the reason in the JSON.
     assert metrics["llm_fallbacks"] + metrics["llm_answers"] <= len(items)

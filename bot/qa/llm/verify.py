@@ -389,9 +389,10 @@ def verify_reply(question: str, passages: list[Chunk], scores: list[float], repl
 
     checker = SupportChecker(question, passages, embed)
     split = [split_sentences(line) for line in reply.splitlines()]  # [] for a blank line
-    claims = [s for sentences in split for s in sentences if not _refuses(s)]
-    if not claims and any(_refuses(s) for sentences in split for s in sentences):
-        return NO_ANSWER
+    said = [s for sentences in split for s in sentences]
+    if said and _refuses(said[0]):
+        return NO_ANSWER  # what follows a refusal is an echo of the passages (Gemma 270M), not an answer
+    claims = [s for s in said if not _refuses(s)]
     checker.prime([Claim.of(s) for s in claims])
     lines: list[list[_Sentence]] = []
     total = dropped = 0

@@ -345,6 +345,17 @@ def supported(sentence: str, passage: str, embed=None, question: str = "") -> bo
     return checker.support(claim, [0]) is not None
 
 
+def test_a_relation_between_names_must_be_the_passages_own():
+    # Qwen 0.5B on phantom-dev, once shown with [1]: the names reversed, and a relation invented
+    # between two names of a sentence that states another.
+    husband = "The husband of Charmain Haight is Newton Haight."
+    assert not supported("Newton Haight's husband is Charmain Haight.", husband)
+    assert supported("Charmain Haight's husband is Newton Haight.", husband)
+    assert supported("The husband of Charmain Haight is Newton Haight.", husband)
+    assert not supported("Garth Kean married Merrill Kean.", "The son of Garth Kean is Merrill Kean.")
+    assert supported("Garth Kean's son is Merrill Kean.", "The son of Garth Kean is Merrill Kean.")
+
+
 @pytest.mark.parametrize("key,sentence", PARAPHRASES)
 def test_paraphrase_passes_word_overlap(key, sentence):
     assert supported(sentence, ARTICLE[key])

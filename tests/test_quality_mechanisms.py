@@ -144,6 +144,10 @@ def test_typos_of_corpus_words_are_corrected_and_english_words_are_not():
     # English words and names that no corpus word is one slip from stay as typed
     assert vocabulary.correct("how tall is kowalczyk") == "how tall is kowalczyk"
     assert vocabulary.correct("who designd it, kron?") == "who designed it, kron?"
+    # a typo of an everyday word the corpus lacks becomes that word; a name near none stays
+    english = EnglishWords(counts={"running": 330_000, "the": 70_000_000})
+    vocabulary = QueryVocabulary(frozenset({"the", "head"}), {"head"}.__contains__, english)
+    assert vocabulary.correct("who is runnig the agency, kowalczyk?") == "who is running the agency, kowalczyk?"
 
 
 def test_a_typo_in_the_question_word_still_gets_a_dated_answer(tmp_path, embedder):

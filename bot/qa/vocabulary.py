@@ -132,7 +132,12 @@ class QueryVocabulary:
         the most common in English), for a word that neither the corpus nor English knows."""
         if len(word) < MIN_TYPO_LENGTH or word in STOPWORDS or self._in_corpus(word) or self.english.known(word):
             return None
-        candidates = {c: rank for c, rank in edits1(word).items() if c in self.corpus_words or c in STOPWORDS}
+        edits = edits1(word)
+        candidates = {c: rank for c, rank in edits.items() if c in self.corpus_words or c in STOPWORDS}
+        if not candidates:
+            # Else an everyday English word ("runnig" → "running"), which the answerer can weigh
+            # as such; a typo left as it is weighs as the rarest word of all.
+            candidates = {c: rank for c, rank in edits.items() if self.english.common(c)}
         if not candidates:
             return None
         return min(candidates, key=lambda c: (candidates[c], -self.english.count(c), c))

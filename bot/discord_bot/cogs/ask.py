@@ -217,14 +217,16 @@ class AskCog(commands.Cog):
             except Exception as e:
                 await self.send_error(channel.send, self._error_text(e, question), live, reference=reference)
                 return
-            await self.send_answer(channel.send, answer, scope, reference, live)
             if track:
+                # Stored before the answer goes out: a bot stopped right after sending it (the test
+                # saw it under load) kept the answer on Discord and lost the turn it follows up on.
                 turn = Turn(question=question, answer=answer.text)
                 self._remember(channel.id, turn)
                 try:
                     await asyncio.to_thread(self.history_store.add, channel.id, turn)
-                except Exception:  # the answer is out; losing its history on a restart is the lesser harm
+                except Exception:  # losing the history on a restart is the lesser harm than no answer
                     log.exception("could not store the conversation turn")
+            await self.send_answer(channel.send, answer, scope, reference, live)
 
     async def _restore(self, conversation_id: int) -> None:
         """A conversation from before a restart: its stored turns, if any."""

@@ -745,3 +745,26 @@ def test_unreachable_llm_falls_back_with_the_reason(iss_index, embedder, caplog)
     assert answer.fallback_reason and answer.fallback_reason.startswith("unreachable")
     assert any(r.getMessage().startswith("LLM openai:m unreachable") and "answered without it" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_the_question_said_back_is_no_claim():
+    # Qwen 0.5B on the Postfix docs, shown with [1]: every word is in the passage, and the question's.
+    passage = 'qshape(1) is bundled with Postfix 2.1 and later source code, under the "auxiliary" directory.'
+    checker = verify.SupportChecker("where in the postfix source do i find qshape", [Chunk("p", passage, "s", "t")], None)
+    echo = verify.Claim.of("In the postfix source do i find qshape [1].")
+    assert checker.support(echo, [0]) is None
+    answer = verify.Claim.of('qshape is in the "auxiliary" directory of the Postfix source [1].')
+    assert checker.support(answer, [0]) is not None
+
+
+def test_a_verified_answer_must_rest_on_every_sentence_the_extractive_answer_highlighted():
+    from bot.schema import Answer, Citation
+
+    def cite(n, start, end):
+        return Citation(n, "flush.html", "t", None, None, "x" * 400, 0, 400, 1.0, start, end)
+
+    reference = Answer("q", "A [1] B [1]", False, [cite(1, 0, 100), cite(2, 150, 250)])
+    first_only = Answer("q", "A [1]", False, [cite(1, 10, 90)])
+    both = Answer("q", "A and B [1]", False, [cite(1, 10, 90), cite(2, 160, 200)])
+    assert verify.disagreement(first_only, reference) == f"{verify.DISAGREES} (another sentence)"
+    assert verify.disagreement(both, reference) is None

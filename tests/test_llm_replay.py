@@ -1,7 +1,7 @@
 """Real small models' replies, replayed: the transcripts in tests/llm_transcripts/ hold what
 Qwen2.5-Coder-0.5B-Instruct and Gemma 3 270M (Q4_K_M, llama.cpp) wrote to the answer prompts of
-the ISS gold questions and the ISS, phantom-dev, Postfix and Python-docs dev questions (the last
-two opt-in: QABOT_RUN_PYDOCS=1; re-record with tests/tools/record_llm.py; README "Optional:
+the ISS gold questions and the ISS, phantom-dev, Postfix and Python-docs dev and test questions
+(the last two corpora opt-in: QABOT_RUN_PYDOCS=1; re-record with tests/tools/record_llm.py; README "Optional:
 answers written by an LLM"). The fake OpenAI server answers each prompt with the reply recorded
 for its question and passages, and HTTP 404 for a prompt never recorded (retrieval changed
 since): the answer then falls back to the extractive one, as with a failing server.
@@ -42,14 +42,11 @@ LARGE = pytest.mark.skipif(not os.environ.get("QABOT_RUN_PYDOCS"),
                            reason="ingests a whole Debian doc set (minutes): set QABOT_RUN_PYDOCS=1")
 # Set → (its questions, the corpus they are asked of: None for the shipped ISS article). The
 # Postfix and Python-docs sets are opt-in: their corpora take 1-4 minutes to ingest.
-QUESTIONS = {
-    "iss_gold": (TESTS / "gold" / "iss_qa.jsonl", None),
-    "iss_dev": (TESTS / "devsets" / "iss_dev.jsonl", None),
-    "phantom_dev": (TESTS / "devsets" / "phantom_dev.jsonl", PHANTOM),
-    "postfix_dev": (TESTS / "devsets" / "postfix_dev.jsonl", POSTFIX),
-    "pydocs_dev": (TESTS / "devsets" / "pydocs_dev.jsonl", PYDOCS),
-}
-SETS = [pytest.param(name, marks=[pytest.mark.pydocs, LARGE]) if name in ("postfix_dev", "pydocs_dev") else name
+CORPORA = {"iss": None, "phantom": PHANTOM, "postfix": POSTFIX, "pydocs": PYDOCS}
+QUESTIONS = {"iss_gold": (TESTS / "gold" / "iss_qa.jsonl", None)} | {
+    f"{name}_{split}": (TESTS / "devsets" / f"{name}_{split}.jsonl", corpus)
+    for name, corpus in CORPORA.items() for split in ("dev", "test")}
+SETS = [pytest.param(name, marks=[pytest.mark.pydocs, LARGE]) if name.startswith(("postfix", "pydocs")) else name
         for name in QUESTIONS]
 
 

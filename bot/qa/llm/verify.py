@@ -261,6 +261,7 @@ class SupportChecker:
         self.passages = [_passage(p) for p in passages]
         self.embed = embed
         self.asked = self._asked_names(question, passages)
+        self.question_stems = _stems(question)
         self._claim_vectors: dict[str, np.ndarray] = {}
 
     @staticmethod
@@ -292,8 +293,8 @@ class SupportChecker:
     def support(self, claim: Claim, group: Sequence[int]) -> Support | None:
         """The best window of the passages of `group` that states `claim`, or None. The names the
         question asks about are required of the answer sentence (`claim.answers`) only."""
-        if not claim.stems:
-            return None
+        if not claim.stems or claim.stems <= self.question_stems:
+            return None  # nothing, or the question said back ("In the postfix source do i find qshape", Qwen 0.5B)
         best = None
         for i in group:
             passage = self.passages[i]
@@ -506,10 +507,12 @@ def disagreement(answer: Answer, reference: Answer) -> str | None:
              if c.span_start is not None and c.span_end is not None]
     if not spans:
         return None
-    for c in answer.citations:
-        if c.span_start is None or c.span_end is None:
-            continue
-        start, end = c.start + c.span_start, c.start + c.span_end
-        if any(source == c.source and start < e and s < end for source, s, e in spans[:1]):
-            return None
-    return f"{DISAGREES} (another sentence)"
+    cited = [(c.source, c.start + c.span_start, c.start + c.span_end) for c in answer.citations
+             if c.span_start is not None and c.span_end is not None]
+    # Every sentence the extractive answer highlighted, not only its first: the answer is often
+    # in the second ("… the flush(8) daemon moves all deferred mail …"), and Qwen 0.5B restated
+    # the first alone, which was shown in place of a right answer (Postfix test split).
+    for source, s, e in spans:
+        if not any(source == cs and s < ce and cs_start < e for cs, cs_start, ce in cited):
+            return f"{DISAGREES} (another sentence)"
+    return None

@@ -364,6 +364,16 @@ def test_a_relation_between_names_must_be_the_passages_own():
                          question="Bernice Tooley's husband - what's his job?")
 
 
+def test_the_claims_subject_is_not_the_passages_complement():
+    # Gemma 3 270M on the ISS gold set, shown with [1] until this check: the economy the services
+    # are for became the one providing them.
+    tasks = ("The first is to provide the necessary space services for the Russian economy, namely navigation, "
+             "communication, data transmission, meteorology, geodetic information, etc.")
+    assert not supported("The Russian economy needs to provide navigation, communication and data transmission.", tasks)
+    assert supported("The Russian economy needs navigation, communication and data transmission.", tasks)
+    assert supported("The first is to provide the necessary space services for the Russian economy.", tasks)
+
+
 @pytest.mark.parametrize("key,sentence", PARAPHRASES)
 def test_paraphrase_passes_word_overlap(key, sentence):
     assert supported(sentence, ARTICLE[key])

@@ -341,3 +341,82 @@ def test_an_everyday_word_the_documents_lack_does_not_refuse_a_typed_answer(iss_
     # A word the article lacks that English rarely uses is what a near miss is made of.
     assert qa.answer("when will nasa leave the iss").refused
     assert qa.extractive.english.common_stem("replac") and not qa.extractive.english.common_stem("nasa")
+
+
+DEBIAN_STYLE = """<html><head><title>GNU/Linux tutorials</title></head><body>
+<h2>1.4.6. Editors</h2>
+<p>Good editors, such as Vim and Emacs, can handle UTF-8 texts correctly.</p>
+<h2>1.4.7. Setting a default text editor</h2>
+<p>Debian provides unified access to the system default editor via the command "/usr/bin/editor".
+You can change it by the following.</p>
+<pre>$ sudo update-alternatives --config editor</pre>
+<p>The choice of vim.basic over vim.tiny is a good one for newcomers since it supports syntax highlighting.</p>
+</body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def html_qa(tmp_path_factory, embedder):
+    root = tmp_path_factory.mktemp("html")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    (corpus / "ch01.html").write_text(DEBIAN_STYLE)
+    settings = Settings(corpus=corpus, index=root / "index")
+    ingest(settings, embedder=embedder)
+    return QA(settings, embedder=embedder)
+
+
+def test_an_html_heading_is_not_an_answer_sentence(html_qa):
+    from bot.qa.extractive import split_sentences as passage_sentences
+
+    hits, _ = html_qa.retriever.retrieve("setting a default text editor", 5)
+    sentences = [s.text for h in hits for s in passage_sentences(h)]
+    assert sentences and not any("Setting a default text editor" in s for s in sentences), sentences
+
+
+def test_a_sentence_that_introduces_a_command_brings_the_command(html_qa):
+    answer = html_qa.answer("how do i change the default text editor")
+    assert not answer.refused
+    assert "`$ sudo update-alternatives --config editor`" in answer.text, answer.text
+    cited = next(c for c in answer.citations if c.span_start is not None)
+    assert "update-alternatives" in cited.quote[cited.span_start:cited.span_end]
+
+
+def test_a_sentence_followed_by_prose_brings_nothing():
+    from bot.qa.extractive import Sentence, _code_after
+    from bot.schema import Chunk, Hit
+
+    text = "Do it as follows:\nFirst open the file. Then save it.\n"
+    chunk = Chunk("c", text, "s.txt", "t")
+    assert _code_after(Sentence(Hit(chunk, 0.0), 0, text.index(":") + 1, "Do it as follows:")) is None
+    code = "Run this:\n\n.. code-block:: sh\n\n   postqueue -f\n\nIt retries the queue.\n"
+    chunk = Chunk("d", code, "s.rst", "t")
+    lines, end = _code_after(Sentence(Hit(chunk, 0.0), 0, 9, "Run this:"))
+    assert lines == ["postqueue -f"] and code[:end].endswith("postqueue -f")
+
+
+def test_dense_search_is_exact_and_the_same_in_every_process(tmp_path, embedder):
+    """On an embedded index the dense list is the exact cosine ranking of the stored vectors
+    (kept in the BM25 cache), not Chroma's approximate one, which changed between processes."""
+    import numpy as np
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(30):
+        (corpus / f"note{i:02d}.txt").write_text(f"Note {i}: the harbour crane number {i} lifts {i * 3} tonnes "
+                                                 f"and is serviced every {i + 2} weeks by the dock crew.\n")
+    settings = Settings(corpus=corpus, index=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    rankings = []
+    for _ in range(2):  # the second reads the cache the first wrote
+        qa = QA(settings, embedder=embedder)
+        store = qa.retriever.store
+        got = store.collection.get(include=["embeddings"])
+        vectors = np.asarray(got["embeddings"], dtype=np.float32)
+        query = embedder.embed(["how much does crane 7 lift"])[0]
+        exact = [got["ids"][i] for i in np.argsort(-(vectors @ query), kind="stable")[:10]]
+        dense = [c.id for c, _ in qa.retriever.bm25.nearest(query, 10)]
+        assert dense == exact
+        rankings.append([h.chunk.id for h in qa.retriever.retrieve("how much does crane 7 lift", 10)[0]])
+    assert rankings[0] == rankings[1]
+    assert (settings.index / "bm25" / "vectors.npy").exists()

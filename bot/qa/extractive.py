@@ -89,19 +89,22 @@ _NOT_PROSE_LINE = re.compile(r"^\s*(?:>>>|\.\.\.\s|\.\. |#{1,6}\s|:\w+:|\$ |[|+]
 _DIRECTIVE_OPTION = re.compile(r"^\s+:[\w-]+:")  # `:noindex:` under a directive
 
 
-def _prose_blocks(text: str):
-    """(start, end, term) of runs of prose lines. Headings (a line over an underline, or Markdown
-    #), underlines, reST directives, field lists and interactive code are not answers: they end a
-    block and are left out. `term` is (name, its offset) when the block is the description right
-    under a reST object directive, else None."""
+def _prose_blocks(text: str, headings: tuple = ()):
+    """(start, end, term) of runs of prose lines. Headings (a line over an underline, Markdown #,
+    or a line the loader found to be a heading: an HTML <h1>-<h6>, in `headings` as (offset,
+    text)), underlines, reST directives, field lists and interactive code are not answers: they
+    end a block and are left out. `term` is (name, its offset) when the block is the description
+    right under a reST object directive, else None."""
     lines = text.split("\n")
     starts, offset = [], 0
     for line in lines:
         starts.append(offset)
         offset += len(line) + 1
+    heading_lines = {" ".join(h.split()) for _, h in headings}
     block_start, block_term, term = None, None, None
     for i, line in enumerate(lines):
-        heading = i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1]) and line.strip()
+        heading = (i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1]) and line.strip()) or \
+            (heading_lines and " ".join(line.split()) in heading_lines)
         excluded = not line.strip() or _UNDERLINE.match(line) or _NOT_PROSE_LINE.match(line) or heading
         if excluded:
             if block_start is not None:
@@ -133,7 +136,8 @@ def split_sentences(hit: Hit) -> list[Sentence]:
     Generate a random UUID."); the others carry the name for scoring."""
     text = hit.chunk.text
     out = []
-    for block_start, block_end, term in _prose_blocks(text):
+    headings = hit.chunk.headings + (((0, hit.chunk.section),) if hit.chunk.section else ())  # the section: a heading the chunk may start with
+    for block_start, block_end, term in _prose_blocks(text, headings):
         block = text[block_start:block_end]
         for n, (start, end) in enumerate(sentence_spans(block)):
             body = block[start:end]
@@ -361,8 +365,14 @@ class ExtractiveAnswerer:
         parts: list[str] = []
         for scored_sentence in chosen:
             s = scored_sentence.sentence
+            shown = _as_answer_sentence(s.text)
+            code = _code_after(s)
+            if code is not None:
+                lines, code_end = code
+                shown = shown.rstrip(".:") + ": " + " ".join(f"`{line}`" for line in lines)
+                s = replace(s, end=code_end)
             n = _cite(citations, s, scored_sentence.score)
-            parts.append(f"{_as_answer_sentence(s.text)} [{n}]")
+            parts.append(f"{shown} [{n}]")
         text = " ".join(parts)
         short = self.short_answer(question, query_vector, _as_answer_sentence(chosen[0].sentence.text), asked)
         lead = None
@@ -370,6 +380,44 @@ class ExtractiveAnswerer:
             lead = f"{short[0].upper()}{short[1:]}"
             text = f"{lead} — {text}"
         return Answer(question=question, text=text, refused=False, citations=citations, lead=lead)
+
+
+# A sentence that introduces what comes next ("You can change it by the following.", "To retry
+# everything, run:"): in documentation that is a command or a line of code, which is the answer.
+_INTRODUCES = re.compile(r"(?::|\b(?:the following|as follows|like this|like so)\W?)\s*$|^\W*the following\b", re.I)
+_DIRECTIVE_START = re.compile(r"^\s*\.\. [\w:-]+::")
+CODE_LINES = 3  # lines of code shown after such a sentence
+CODE_CHARS = 200
+
+
+def _code_after(s: Sentence) -> tuple[list[str], int] | None:
+    """The code lines right after a sentence that introduces them, with the offset where they
+    end in the passage; None when the sentence introduces nothing or prose follows."""
+    if not _INTRODUCES.search(s.text):
+        return None
+    text = s.hit.chunk.text
+    line_end = text.find("\n", s.end)
+    if line_end < 0 or text[s.end:line_end].strip():
+        return None  # the sentence's line goes on: what it introduces is on that line
+    lines: list[str] = []
+    end = at = line_end + 1
+    while at < len(text):
+        stop = text.find("\n", at)
+        stop = len(text) if stop < 0 else stop
+        raw = text[at:stop]
+        stripped = raw.strip()
+        if stripped and (_DIRECTIVE_START.match(raw) or _DIRECTIVE_OPTION.match(raw)):
+            pass  # ".. code-block:: python" and its options: the code is under them
+        elif stripped:
+            code = _NOT_PROSE_LINE.match(raw) or raw[:1] in (" ", "\t") or not answer_like(stripped)
+            if not code or len(lines) >= CODE_LINES or sum(map(len, lines)) + len(stripped) > CODE_CHARS:
+                break  # prose again (a list or a paragraph, not code), or enough shown
+            lines.append(stripped)
+            end = stop
+        elif lines:
+            break
+        at = stop + 1
+    return (lines, end) if lines else None
 
 
 def _answering_sentence(answer: Answer) -> tuple[Citation, str] | None:
@@ -461,6 +509,8 @@ def _cite(citations: list[Citation], s: Sentence, score: float) -> int:
     chunk = s.hit.chunk
     for c in citations:
         if c.source == chunk.source and c.start == chunk.start:
+            if c.span_end is not None and 0 <= s.start - c.span_end <= 3:
+                c.span_end = s.end  # the sentence right after the one cited: one highlighted span
             return c.n
     citations.append(citation_for(chunk, len(citations) + 1, score, s.start, s.end))
     return len(citations)

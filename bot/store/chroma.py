@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import chromadb
 import httpx  # chromadb's HTTP client
+import numpy as np
 from chromadb import errors as chroma_errors
 from chromadb.config import Settings as ChromaSettings
 
@@ -130,15 +131,26 @@ class VectorStore:
                 self.collection.delete(ids=ids[i:i + UPSERT_BATCH])
 
     def all_chunks(self, include_text: bool = True) -> list[Chunk]:
+        return self.all_chunks_and_vectors(include_text)[0]
+
+    def all_chunks_and_vectors(self, include_text: bool = True, vectors: bool = False) -> tuple[list[Chunk], np.ndarray | None]:
+        """Every chunk, and with `vectors` their stored vectors in the same order (float32 rows)."""
         out: list[Chunk] = []
+        rows: list[np.ndarray] = []
         total = self.count()
         include = ["metadatas", "documents"] if include_text else ["metadatas"]
+        if vectors:
+            include.append("embeddings")
         for offset in range(0, total, 5000):
             with self._server_call():
                 got = self.collection.get(include=include, limit=5000, offset=offset)
             docs = got.get("documents") or [""] * len(got["ids"])
             out.extend(chunk_from_record(i, d or "", m) for i, d, m in zip(got["ids"], docs, got["metadatas"]))
-        return out
+            if vectors and len(got["ids"]):
+                rows.append(np.asarray(got["embeddings"], dtype=np.float32))
+        if not vectors:
+            return out, None
+        return out, (np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
 
     def chunks_of(self, sources: list[str]) -> list[Chunk]:
         """Every chunk of these sources, with its text (what a BM25 update fetches)."""

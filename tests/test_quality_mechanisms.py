@@ -200,6 +200,14 @@ def test_what_how_many_counts_may_follow_an_adjective():
     assert found == ["32 bytes"]  # the unit of "2 seconds" is no byte
 
 
+def test_a_unit_of_the_same_dimension_answers_how_many():
+    sentence = "Russia will inform its partners one year in advance, and 16 countries take part."
+    found = [sentence[a:b] for a, b in span_candidates("how_many", sentence, "how many months notice will they get")]
+    assert found == ["one year"]
+    limit = "The default limit is 10 MB, checked every 5 minutes."
+    assert [limit[a:b] for a, b in span_candidates("how_many", limit, "how many bytes can a message have")] == ["10 MB"]
+
+
 DEFINITIONS = """Universally unique identifiers
 ==============================
 

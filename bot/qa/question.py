@@ -134,6 +134,22 @@ def _counted_words(question: str) -> list[str]:
             break
         counted.append(word)
     return counted
+# Units of one dimension answer each other: "how many months' warning" is answered by "one year in
+# advance", "how many bytes" by "10 MB".
+_DIMENSIONS = [frozenset("second seconds minute minutes hour hours day days week weeks month months year years "
+                         "decade decades century centuries".split()),
+               frozenset("bit bits byte bytes kb kib mb mib gb gib tb tib kilobyte kilobytes megabyte megabytes "
+                         "gigabyte gigabytes".split()),
+               frozenset("mm cm km metre metres meter meters kilometre kilometres kilometer kilometers mile miles "
+                         "foot feet inch inches".split()),
+               frozenset("gram grams kg kilogram kilograms ton tons tonne tonnes pound pounds".split())]
+
+
+def _same_dimension(unit: str, counted: list[str]) -> bool:
+    unit = unit.lower()
+    return any(unit in d and any(w in d for w in counted) for d in _DIMENSIONS)
+
+
 _HOW_MUCH = re.compile(r"\bhow much\b", re.I)
 # What "how much" is answered in: money, sizes, time and other measures; "16 countries" counts things.
 _MEASURES = re.compile(r"(?:dollars?|euros?|pounds?|yuan|roubles?|rubles?|yen|francs?|cents?|percent|%|bytes?|"
@@ -192,7 +208,8 @@ def span_candidates(kind: str | None, sentence: str, question: str) -> list[tupl
                 continue  # "once" counts only times ("once the loop ends" is no amount)
             unit = re.search(r"([a-z]+)$", text, re.I)
             if counted and unit and not re.fullmatch(r"\d.*|" + _COUNT_WORD, unit.group(1), re.I) and \
-                    stem_words([unit.group(1).lower()])[0] not in stem_words(counted):
+                    stem_words([unit.group(1).lower()])[0] not in stem_words(counted) and \
+                    not _same_dimension(unit.group(1), counted):
                 continue  # "how many times" is not answered by "0.2 second"
             if _HOW_MUCH.search(question) and unit and not re.fullmatch(r"\d.*|" + _NUMWORD, unit.group(1), re.I) \
                     and not _MEASURES.fullmatch(unit.group(1)):

@@ -428,3 +428,15 @@ def test_dense_search_is_exact_and_the_same_in_every_process(tmp_path, embedder)
         rankings.append([h.chunk.id for h in qa.retriever.retrieve("how much does crane 7 lift", 10)[0]])
     assert rankings[0] == rankings[1]
     assert (settings.index / "bm25" / "vectors.npy").exists()
+
+
+def test_who_is_x_married_to_asks_the_relation_the_word_names(people_qa):
+    from bot.qa.hops import relation_asked
+
+    assert relation_asked("who is Tracey Kean married to") == ("Tracey Kean", "married")
+    assert relation_asked("who is garth kean friends with?") == ("garth kean", "friends")
+    assert relation_asked("who is the one married to him") is None
+    assert relation_asked("who replaced rogozin") is None
+    assert "Bertram Rusk" in people_qa.answer("who is alma rusk married to").text
+    # Her page records a son, a job and a hobby: no sentence names a spouse.
+    assert people_qa.answer("who is clothilde rusk married to").refused

@@ -18,7 +18,7 @@ from bot.qa.question import clause_around, question_type, span_candidates, span_
 from bot.qa.retrieve import Hit
 from bot.schema import REFUSAL_TEXT, Answer, Citation, citation_for
 from bot.qa.definitions import DIRECTIVE, defined_name, identifier_names
-from bot.qa.hops import possessive
+from bot.qa.hops import relation_asked
 from bot.text import STOPWORDS, sentence_spans, stem_words, tokenize, tokenize_document
 
 # Scoring weights and refusal thresholds, calibrated on the first gold sets (tests/gold/) and
@@ -328,7 +328,7 @@ class ExtractiveAnswerer:
         if not scored or not self.supported(scored[0]):
             return refusal(question, hits)
         kind = question_type(asked or question)
-        owner, noun = (possessive(asked or question) if kind in ("who", None) else None) or ("", None)
+        owner, noun = (relation_asked(asked or question) if kind in ("who", None) else None) or ("", None)
         if noun is not None:
             # "who is X's sister?" is answered by a sentence that names a sister (or a word within
             # RELATION_SIMILARITY of it: mom/mother 0.90, bro/brother 0.71, birthday/birth 0.64;

@@ -65,3 +65,25 @@ def possessive(question: str) -> tuple[str, str] | None:
     if not found or found[-1][1] in STOPWORDS:
         return None
     return found[-1]
+
+
+# "who is Tracey Kean married to", "who is Garth Kean friends with": the relation is the word after
+# the name, as "husband" is in "Tracey Kean's husband".
+_RELATED_TO = re.compile(r"^\W*who(?:['’]s|\s+(?:is|was|are|were))\s+(?P<owner>(?:[A-Za-z][\w-]*\s+){1,3}?)"
+                         r"(?P<noun>[a-z]+ed|friends?)\s+(?:to|with)\b", re.I)
+
+
+def relation_asked(question: str) -> tuple[str, str] | None:
+    """The owner and relation a question asks about: its possessive ("who is Micki Amador's
+    husband" → ("Micki Amador", "husband")), or the participle after the name in "who is X
+    married to" → ("X", "married"); None without either."""
+    found = possessive(question)
+    if found is not None:
+        return found
+    m = _RELATED_TO.match(question)
+    if m is None:
+        return None
+    owner = m.group("owner").strip()
+    if any(w.lower() in STOPWORDS for w in owner.split()):
+        return None  # "who is the one married to …": no name before the word
+    return owner, m.group("noun").lower()

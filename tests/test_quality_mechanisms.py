@@ -440,3 +440,17 @@ def test_who_is_x_married_to_asks_the_relation_the_word_names(people_qa):
     assert "Bertram Rusk" in people_qa.answer("who is alma rusk married to").text
     # Her page records a son, a job and a hobby: no sentence names a spouse.
     assert people_qa.answer("who is clothilde rusk married to").refused
+
+
+def test_a_who_lead_is_a_name_the_corpus_writes_as_one(people_qa):
+    from bot.qa.entities import ProperNouns
+    from bot.qa.extractive import ExtractiveAnswerer
+
+    nouns = ProperNouns({"rogozin", "dmitry", "internet", "nasa"}, {"rogozin", "dmitry", "internet", "nasa"},
+                        first={"dmitry"}, last={"rogozin"})
+    answerer = ExtractiveAnswerer(None, lambda t: 1.0, nouns=nouns)
+    assert answerer._name_like("Rogozin") and answerer._name_like("Dmitry Rogozin") and answerer._name_like("NASA")
+    assert not answerer._name_like("Internet")
+    # Through the front door: a name of the corpus still leads.
+    answer = people_qa.answer("who is alma rusk's husband")
+    assert answer.lead and "Bertram" in answer.lead, answer.text

@@ -162,8 +162,9 @@ class Scored:
 
 
 class ExtractiveAnswerer:
-    def __init__(self, embedder, idf, has_term=None, english=None) -> None:
+    def __init__(self, embedder, idf, has_term=None, english=None, nouns=None) -> None:
         self.embedder = embedder
+        self.nouns = nouns  # ProperNouns of the corpus: which words it writes as parts of names
         self.idf = idf  # term → inverse document frequency, from the BM25 index
         self.has_term = has_term  # stem → whether some passage has it; None: not known
         self.english = english  # EnglishWords, for the everyday words a corpus lacks
@@ -309,6 +310,16 @@ class ExtractiveAnswerer:
         vectors = self._word_vectors([noun] + candidates)
         return float(np.max(vectors[1:] @ vectors[0])) >= RELATION_SIMILARITY
 
+    def _name_like(self, lead: str) -> bool:
+        """Whether a who-lead reads as a name: several capitalised words, an acronym, or one word
+        the corpus writes as part of a two-word name ("Rogozin" of "Dmitry Rogozin"). "Internet"
+        (Postfix: "sites without permanent Internet connections") is capitalised, but no name."""
+        words_ = lead.split()
+        if self.nouns is None or len(words_) > 1 or lead.isupper():
+            return True
+        word = lead.strip(" ,;.").lower()
+        return word in self.nouns.first or word in self.nouns.last
+
     def _word_vectors(self, items: list[str]) -> np.ndarray:
         missing = [w for w in items if w not in self._words]
         if missing:
@@ -375,6 +386,8 @@ class ExtractiveAnswerer:
             parts.append(f"{shown} [{n}]")
         text = " ".join(parts)
         short = self.short_answer(question, query_vector, _as_answer_sentence(chosen[0].sentence.text), asked)
+        if short and kind == "who" and not self._name_like(short):
+            short = None
         lead = None
         if short and short.lower() not in text[: len(short) + 2].lower():
             lead = f"{short[0].upper()}{short[1:]}"

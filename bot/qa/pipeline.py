@@ -89,7 +89,7 @@ class QA:
         self.retriever = HybridRetriever(self.store, self.embedder, bm25_cache_dir(self.settings), generation)
         bm25 = self.retriever.bm25
         self.vocabulary = QueryVocabulary(bm25.nouns.vocabulary, bm25.has_term, self.english)
-        self.extractive = ExtractiveAnswerer(self.embedder, bm25.idf, bm25.has_term, self.english)
+        self.extractive = ExtractiveAnswerer(self.embedder, bm25.idf, bm25.has_term, self.english, bm25.nouns)
 
     def refresh(self) -> bool:
         """Pick up a newer index generation (after an ingest); True if it changed."""

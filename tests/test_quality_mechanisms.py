@@ -454,3 +454,22 @@ def test_a_who_lead_is_a_name_the_corpus_writes_as_one(people_qa):
     # Through the front door: a name of the corpus still leads.
     answer = people_qa.answer("who is alma rusk's husband")
     assert answer.lead and "Bertram" in answer.lead, answer.text
+
+
+def test_a_table_row_stays_on_one_line_and_is_its_own_sentence(tmp_path, embedder):
+    from bot.ingest.load import load_document
+
+    page = ("<html><body><h2>Archives</h2><p>The following commands handle archives.</p><table>"
+            "<tr><th>command</th><th>description</th></tr>"
+            "<tr><td> tar -xvf foo.tar </td><td>\n extract files from the foo.tar archive</td></tr>"
+            "<tr><td>tar -cvzf foo.tar.gz bar/</td><td>archive contents of folder bar in a compressed archive</td></tr>"
+            "</table></body></html>")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "archives.html").write_text(page)
+    text = load_document(tmp_path / "corpus" / "archives.html", "archives.html").text
+    assert "tar -xvf foo.tar | extract files from the foo.tar archive\n" in text, text
+    settings = Settings(corpus=tmp_path / "corpus", index=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    answer = QA(settings, embedder=embedder).answer("how do i create a compressed tar archive of a folder")
+    assert answer.text.startswith("tar -cvzf foo.tar.gz bar/ | archive contents"), answer.text
+    assert "extract files" not in answer.text.split("[1]")[0]

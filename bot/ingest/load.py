@@ -190,8 +190,13 @@ _HTML_SKIP = {"script", "style", "noscript", "template", "head", "svg", "iframe"
 _HTML_BLOCK = {
     "p", "div", "section", "article", "header", "footer", "main", "nav", "aside", "li", "ul", "ol",
     "table", "tr", "br", "hr", "pre", "blockquote", "dd", "dt", "dl", "figure", "figcaption",
-    "h1", "h2", "h3", "h4", "h5", "h6", "title", "td", "th",
+    "h1", "h2", "h3", "h4", "h5", "h6", "title",
 }
+# Cells of a table row stay on the row's line, apart: "tar -xvf foo.tar | extract files from
+# "foo.tar" archive" (Debian Reference: a row per cell line made a table of commands one long
+# "sentence" of the answerer's, joined without stops).
+_HTML_CELL = {"td", "th"}
+CELL_SEPARATOR = " | "
 _HTML_HEADING = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
@@ -213,12 +218,14 @@ class _VisibleText(HTMLParser):
         self.headings: list[tuple[int, str]] = []
         self.title_parts: list[str] = []
         self.in_title = False
+        self.cell_start = False  # a cell separator was the last thing written
 
     def _newline(self) -> None:
         if self.parts and not self.parts[-1].endswith("\n"):
             self._emit("\n")
 
     def _emit(self, s: str) -> None:
+        self.cell_start = False
         self.parts.append(s)
         self.length += len(s)
 
@@ -244,6 +251,10 @@ class _VisibleText(HTMLParser):
             self.in_title = True
         if tag in _HTML_SKIP:
             self.skip_depth += 1
+        elif tag in _HTML_CELL:
+            if self.parts and not self.parts[-1].endswith("\n") and not self.skip_depth:
+                self._emit(CELL_SEPARATOR.lstrip() if self.parts[-1].endswith(" ") else CELL_SEPARATOR)
+                self.cell_start = True
         elif tag in _HTML_BLOCK:
             self._newline()
             if tag in _HTML_HEADING and not self.skip_depth:
@@ -276,7 +287,7 @@ class _VisibleText(HTMLParser):
             return
         text = re.sub(r"\s+", " ", data)
         if text.strip() or (self.parts and not self.parts[-1].endswith((" ", "\n"))):
-            if self.parts and self.parts[-1].endswith("\n"):
+            if self.parts and (self.parts[-1].endswith("\n") or self.cell_start):
                 text = text.lstrip()
             if text:
                 self._emit(text)

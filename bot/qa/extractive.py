@@ -18,6 +18,7 @@ from bot.qa.question import clause_around, question_type, span_candidates, span_
 from bot.qa.retrieve import Hit
 from bot.schema import REFUSAL_TEXT, Answer, Citation, citation_for
 from bot.qa.definitions import DIRECTIVE, defined_name, identifier_names
+from bot.ingest.load import CELL_SEPARATOR
 from bot.qa.hops import relation_asked
 from bot.text import STOPWORDS, sentence_spans, stem_words, tokenize, tokenize_document
 
@@ -105,6 +106,13 @@ def _prose_blocks(text: str, headings: tuple = ()):
     for i, line in enumerate(lines):
         heading = (i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1]) and line.strip()) or \
             (heading_lines and " ".join(line.split()) in heading_lines)
+        if CELL_SEPARATOR in line and not heading:
+            # A table row (the loader keeps a row's cells on one line) is a block of its own.
+            if block_start is not None:
+                yield block_start, starts[i] - 1, block_term
+                block_start, term = None, None
+            yield starts[i], starts[i] + len(line), None
+            continue
         excluded = not line.strip() or _UNDERLINE.match(line) or _NOT_PROSE_LINE.match(line) or heading
         if excluded:
             if block_start is not None:
@@ -513,8 +521,8 @@ def _as_answer_sentence(sentence: str) -> str:
     if text and text[-1] not in ".!?”\"')":
         text += "."
     first = text.split(maxsplit=1)[0] if text else ""
-    if not first.isalpha():
-        return text  # "uuid4(): …", "cached_property(func): …": a name keeps its case
+    if not first.isalpha() or CELL_SEPARATOR in text:
+        return text  # "uuid4(): …", "tar -xvf foo.tar | extract …": a name or a command keeps its case
     return text[0].upper() + text[1:]
 
 

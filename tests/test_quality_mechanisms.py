@@ -446,11 +446,13 @@ def test_a_who_lead_is_a_name_the_corpus_writes_as_one(people_qa):
     from bot.qa.entities import ProperNouns
     from bot.qa.extractive import ExtractiveAnswerer
 
-    nouns = ProperNouns({"rogozin", "dmitry", "internet", "nasa"}, {"rogozin", "dmitry", "internet", "nasa"},
-                        first={"dmitry"}, last={"rogozin"})
-    answerer = ExtractiveAnswerer(None, lambda t: 1.0, nouns=nouns)
+    nouns = ProperNouns({"rogozin", "dmitry", "internet", "nasa", "borisov", "russia"},
+                        {"rogozin", "dmitry", "internet", "nasa", "borisov", "russia"}, first={"dmitry"}, last={"rogozin"})
+    answerer = ExtractiveAnswerer(None, lambda t: 1.0, english=EnglishWords(counts={"internet": 90_000, "russia": 60_000}),
+                                  nouns=nouns)
     assert answerer._name_like("Rogozin") and answerer._name_like("Dmitry Rogozin") and answerer._name_like("NASA")
-    assert not answerer._name_like("Internet")
+    assert answerer._name_like("Borisov")  # always capitalised, no English word
+    assert not answerer._name_like("Internet") and not answerer._name_like("Russia")
     # Through the front door: a name of the corpus still leads.
     answer = people_qa.answer("who is alma rusk's husband")
     assert answer.lead and "Bertram" in answer.lead, answer.text

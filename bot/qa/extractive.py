@@ -319,14 +319,17 @@ class ExtractiveAnswerer:
         return float(np.max(vectors[1:] @ vectors[0])) >= RELATION_SIMILARITY
 
     def _name_like(self, lead: str) -> bool:
-        """Whether a who-lead reads as a name: several capitalised words, an acronym, or one word
-        the corpus writes as part of a two-word name ("Rogozin" of "Dmitry Rogozin"). "Internet"
-        (Postfix: "sites without permanent Internet connections") is capitalised, but no name."""
+        """Whether a who-lead reads as a name: several capitalised words, an acronym, one word the
+        corpus writes as part of a two-word name ("Dmitry Rogozin"), or one it always capitalises
+        that is no everyday English word ("Rogozin", "Roscosmos"). "Russia" for "borisov briefed
+        who" (ISS test; Putin was briefed) and "Internet" are capitalised, but no one's name."""
         words_ = lead.split()
         if self.nouns is None or len(words_) > 1 or lead.isupper():
             return True
         word = lead.strip(" ,;.").lower()
-        return word in self.nouns.first or word in self.nouns.last
+        if word in self.nouns.first or word in self.nouns.last:
+            return True
+        return word in self.nouns.proper and (self.english is None or not self.english.common(word))
 
     def _word_vectors(self, items: list[str]) -> np.ndarray:
         missing = [w for w in items if w not in self._words]

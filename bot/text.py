@@ -13,6 +13,10 @@ import Stemmer  # PyStemmer: Snowball in C
 
 WORD = re.compile(r"\w+", re.UNICODE)
 
+# Between the cells of a table row, which the HTML loader keeps on one line and the answerer reads
+# as one sentence ("tar -xvf foo.tar | extract files from the archive").
+CELL_SEPARATOR = " | "
+
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below
 between both but by can could did do does doing down during each few for from further had has have

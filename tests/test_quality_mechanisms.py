@@ -184,28 +184,30 @@ def test_english_word_counts_are_cached_once_and_read_back(tmp_path):
     assert EnglishWords(tmp_path).known("married")
 
 
+def amounts(sentence: str, question: str) -> list[str]:
+    """The spans of `sentence` that answer the how-many `question`."""
+    return [sentence[a:b] for a, b in span_candidates("how_many", sentence, question)]
+
+
 def test_a_date_is_not_an_amount_and_once_counts_times():
     sentence = "Borisov said on the 26th, in Moscow on July 26, that the station's 16 modules stay"
-    spans = [sentence[a:b] for a, b in span_candidates("how_many", sentence, "how many modules stay")]
-    assert spans == ["16 modules"]
+    assert amounts(sentence, "how many modules stay") == ["16 modules"]
     once = "The value is computed once and then cached for the life of the instance."
-    assert [once[a:b] for a, b in span_candidates("how_many", once, "how many times is it computed")] == ["once"]
+    assert amounts(once, "how many times is it computed") == ["once"]
     left = "Once the loop ends, 3 items are left over."
-    assert [left[a:b] for a, b in span_candidates("how_many", left, "how many items are left")] == ["3 items"]
+    assert amounts(left, "how many items are left") == ["3 items"]
 
 
 def test_what_how_many_counts_may_follow_an_adjective():
     sentence = "It is believed that 32 bytes of randomness is sufficient, waiting 2 seconds."
-    found = [sentence[a:b] for a, b in span_candidates("how_many", sentence, "how many random bytes are enough")]
-    assert found == ["32 bytes"]  # the unit of "2 seconds" is no byte
+    assert amounts(sentence, "how many random bytes are enough") == ["32 bytes"]  # the unit of "2 seconds" is no byte
 
 
 def test_a_unit_of_the_same_dimension_answers_how_many():
     sentence = "Russia will inform its partners one year in advance, and 16 countries take part."
-    found = [sentence[a:b] for a, b in span_candidates("how_many", sentence, "how many months notice will they get")]
-    assert found == ["one year"]
+    assert amounts(sentence, "how many months notice will they get") == ["one year"]
     limit = "The default limit is 10 MB, checked every 5 minutes."
-    assert [limit[a:b] for a, b in span_candidates("how_many", limit, "how many bytes can a message have")] == ["10 MB"]
+    assert amounts(limit, "how many bytes can a message have") == ["10 MB"]
 
 
 DEFINITIONS = """Universally unique identifiers
@@ -475,3 +477,11 @@ def test_a_table_row_stays_on_one_line_and_is_its_own_sentence(tmp_path, embedde
     answer = QA(settings, embedder=embedder).answer("how do i create a compressed tar archive of a folder")
     assert answer.text.startswith("tar -cvzf foo.tar.gz bar/ | archive contents"), answer.text
     assert "extract files" not in answer.text.split("[1]")[0]
+
+
+def test_exact_search_of_an_empty_index_finds_nothing():
+    import numpy as np
+
+    from bot.qa.retrieve import BM25Index
+
+    assert BM25Index([], np.zeros((0, 0), dtype=np.float32)).nearest(np.ones(384, dtype=np.float32), 5) == []

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from bot.errors import one_line
+from bot.text import CELL_SEPARATOR
 
 # The multi-part suffix comes first so "os.rst.txt" (Sphinx's _sources) loads as reST.
 SUPPORTED_SUFFIXES = (".rst.txt", ".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
@@ -196,7 +197,6 @@ _HTML_BLOCK = {
 # "foo.tar" archive" (Debian Reference: a row per cell line made a table of commands one long
 # "sentence" of the answerer's, joined without stops).
 _HTML_CELL = {"td", "th"}
-CELL_SEPARATOR = " | "
 _HTML_HEADING = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 

@@ -18,9 +18,8 @@ from bot.qa.question import clause_around, question_type, span_candidates, span_
 from bot.qa.retrieve import Hit
 from bot.schema import REFUSAL_TEXT, Answer, Citation, citation_for
 from bot.qa.definitions import DIRECTIVE, defined_name, identifier_names
-from bot.ingest.load import CELL_SEPARATOR
 from bot.qa.hops import relation_asked
-from bot.text import STOPWORDS, sentence_spans, stem_words, tokenize, tokenize_document
+from bot.text import CELL_SEPARATOR, STOPWORDS, sentence_spans, stem_words, tokenize, tokenize_document
 
 # Scoring weights and refusal thresholds, calibrated on the first gold sets (tests/gold/) and
 # kept after the dev splits (tests/devsets/*_dev.jsonl) were measured against a logistic model
@@ -144,7 +143,8 @@ def split_sentences(hit: Hit) -> list[Sentence]:
     Generate a random UUID."); the others carry the name for scoring."""
     text = hit.chunk.text
     out = []
-    headings = hit.chunk.headings + (((0, hit.chunk.section),) if hit.chunk.section else ())  # the section: a heading the chunk may start with
+    # The chunk's section too: a chunk may start with its heading line.
+    headings = hit.chunk.headings + (((0, hit.chunk.section),) if hit.chunk.section else ())
     for block_start, block_end, term in _prose_blocks(text, headings):
         block = text[block_start:block_end]
         for n, (start, end) in enumerate(sentence_spans(block)):

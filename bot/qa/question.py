@@ -134,6 +134,8 @@ def _counted_words(question: str) -> list[str]:
             break
         counted.append(word)
     return counted
+
+
 # Units of one dimension answer each other: "how many months' warning" is answered by "one year in
 # advance", "how many bytes" by "10 MB".
 _DIMENSIONS = [frozenset("second seconds minute minutes hour hours day days week weeks month months year years "

@@ -70,10 +70,10 @@ class BM25Index:
         # einsum, not BLAS: OpenBLAS's threads spin after a call and slowed the answerer's ONNX
         # Runtime embedding that follows (answer step 33 -> 39-49 ms p50 on the Python docs, 2 cores);
         # einsum runs on this thread in 0.9 ms for 13k vectors.
-        scores = np.einsum("ij,j->i", self.vectors, np.asarray(vector, dtype=np.float32))
-        k = min(k, len(scores))
+        k = min(k, len(self.vectors))
         if k <= 0:
-            return []
+            return []  # an empty index (its vectors have no columns to multiply)
+        scores = np.einsum("ij,j->i", self.vectors, np.asarray(vector, dtype=np.float32))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((top, -scores[top]))]  # ties in chunk order: the same answer every run
         return [(self.chunks[i], float(scores[i])) for i in top]
@@ -119,7 +119,7 @@ class BM25Index:
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True) if vectors.size else np.ones((len(vectors), 1))
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
 
 

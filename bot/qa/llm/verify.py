@@ -236,19 +236,13 @@ def _keeps_subject(claim: Claim, window: _Window) -> bool:
     after = [w for w in tokens[tokens.index(head) + 1:] if w not in STOPWORDS]
     seen = words(window.original)
     stems = stem_words(seen)
-    where_head = [i for i, w in enumerate(seen) if w == head]
-    for w in after:
-        stem = stem_words([w])[0]
-        if stem in stems:
-            verb_at = stems.index(stem)
-            break
-    else:
+    verb_at = next((stems.index(stem) for stem in stem_words(after) if stem in stems), None)
+    if verb_at is None:
         return True
-    for at in where_head:
-        governed = any(t in _GOVERNING for t in seen[max(0, at - 3):at])  # "for the Russian economy"
-        if not (at > verb_at and governed):
-            return True  # it occurs there once as the subject may
-    return not where_head
+    heads = [i for i, w in enumerate(seen) if w == head]
+    # Kept where the subject occurs once as a subject may: before the verb, or not after a
+    # preposition ("for the Russian economy").
+    return not heads or any(at <= verb_at or not _GOVERNING & set(seen[max(0, at - 3):at]) for at in heads)
 
 
 def _starts_word(text: str, within: str) -> bool:

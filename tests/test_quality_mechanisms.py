@@ -485,3 +485,26 @@ def test_exact_search_of_an_empty_index_finds_nothing():
     from bot.qa.retrieve import BM25Index
 
     assert BM25Index([], np.zeros((0, 0), dtype=np.float32)).nearest(np.ones(384, dtype=np.float32), 5) == []
+
+
+def test_a_second_sentence_on_the_same_topic_is_added_when_it_says_something_else(tmp_path, embedder):
+    # Close in meaning to the best sentence (one topic), but most of its words are new: it is
+    # another fact, not the same one again, and here it is the one holding the answer.
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "calendar.txt").write_text(
+        "Calendar functions\n\n"
+        "firstweekday() returns the current setting for the weekday to start each week.\n\n"
+        "The month names are those of the current locale.\n\n"
+        "setfirstweekday(weekday) sets the weekday (0 is Monday, 6 is Sunday) to start each week.\n\n"
+        "The calendar can be printed as plain text or as HTML.\n")
+    settings = Settings(corpus=tmp_path / "corpus", index=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    qa = QA(settings, embedder=embedder)
+    answer = qa.answer("which weekday does the calendar start weeks on")
+    assert not answer.refused and "Monday" in answer.text, answer.text
+    # The same sentence on two pages is one fact: it is not shown twice.
+    (tmp_path / "corpus" / "copy.txt").write_text(
+        "Calendar notes\n\nfirstweekday() returns the current setting for the weekday to start each week.\n")
+    ingest(settings, embedder=embedder)
+    again = QA(settings, embedder=embedder).answer("what does firstweekday return")
+    assert again.text.count("returns the current setting") == 1, again.text

@@ -5,7 +5,7 @@ import pytest
 from bot.config import Settings
 from bot.ingest.pipeline import ingest
 from bot.qa.entities import ProperNouns, question_names, unmentioned
-from bot.qa.hops import split_two_hop
+from bot.qa.hops import relation_asked, split_two_hop
 from bot.qa.pipeline import QA
 from bot.qa.question import question_type, span_candidates, span_contexts
 from bot.qa.vocabulary import EnglishWords, QueryVocabulary
@@ -508,3 +508,20 @@ def test_a_second_sentence_on_the_same_topic_is_added_when_it_says_something_els
     ingest(settings, embedder=embedder)
     again = QA(settings, embedder=embedder).answer("what does firstweekday return")
     assert again.text.count("returns the current setting") == 1, again.text
+
+
+def test_a_word_the_documents_never_use_is_matched_by_the_nearest_relation_word(people_qa):
+    # "job" is no word of these articles, and within 0.60 of none (job/occupation 0.59), but of
+    # one person's sentences "occupation" is clearly the nearest word to it.
+    job = people_qa.answer("what is alma rusk's job")
+    assert not job.refused and "glassblower" in job.text, job.text
+    # A compound of the documents' own word is another relation, and a modifier is not the noun.
+    for question in ("who is bertram rusk's grandmother", "what's alma rusk's favourite food"):
+        assert people_qa.answer(question).refused, question
+
+
+def test_a_request_verb_is_no_part_of_the_owners_name(people_qa):
+    answer = people_qa.answer("name bertram rusk's mother")
+    assert not answer.refused and "Clothilde Rusk" in answer.text, answer.text
+    assert relation_asked("list alma rusk's friends") == ("alma rusk", "friends")
+    assert relation_asked("who is alma rusk's best friend") == ("alma rusk", "friend")

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from bot.text import STOPWORDS, tokenize
 
 _QUESTION_WORDS = {"what", "whats", "who", "whos", "when", "wen", "where", "which", "how", "hey", "hi"}
-_APOSTROPHE_S = re.compile(r"['’]s\s+(?P<noun>[A-Za-z][\w-]*)")
+# A request put as a command ("name X's mother", "list Y's friends"): the verb is no part of the name.
+_REQUEST_VERBS = {"name", "list", "tell", "show", "give", "find", "identify"}
+# Words that qualify the noun after a possessive ("X's best friend", "X's favourite food"): the
+# relation asked is the noun after them.
+_MODIFIERS = r"(?:(?:favou?rite|best|late|eldest|oldest|youngest|older|younger|elder|current|former|first|home|e-?mail)\s+)?"
+_APOSTROPHE_S = re.compile(r"['’]s\s+" + _MODIFIERS + r"(?P<noun>[A-Za-z][\w-]*)", re.I)
 _WORD_BEFORE = re.compile(r"([A-Za-z][\w-]*)\s*$")
 
 
@@ -31,7 +36,7 @@ def _owner_start(question: str, end: int) -> int | None:
     start = None
     for _ in range(3):
         m = _WORD_BEFORE.search(question, 0, end)
-        if m is None or m.group(1).lower() in STOPWORDS | _QUESTION_WORDS:
+        if m is None or m.group(1).lower() in STOPWORDS | _QUESTION_WORDS | _REQUEST_VERBS:
             break
         start, end = m.start(1), m.start(1)
     return start

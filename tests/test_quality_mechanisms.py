@@ -525,3 +525,15 @@ def test_a_request_verb_is_no_part_of_the_owners_name(people_qa):
     assert not answer.refused and "Clothilde Rusk" in answer.text, answer.text
     assert relation_asked("list alma rusk's friends") == ("alma rusk", "friends")
     assert relation_asked("who is alma rusk's best friend") == ("alma rusk", "friend")
+
+
+def test_who_are_leads_with_every_name_of_the_list(tmp_path, embedder):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "ida-moss.txt").write_text(
+        "# Ida Moss\n\nThe daughters of Ida Moss are Ana Moss, Bea Lund, Cora Moss.\n"
+        "The occupation of Ida Moss is weaver.\n")
+    settings = Settings(corpus=tmp_path / "corpus", index=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    qa = QA(settings, embedder=embedder)
+    assert qa.answer("who are ida moss's daughters").lead == "Ana Moss, Bea Lund, Cora Moss"
+    assert qa.answer("who is ida moss's daughter").lead in ("Ana Moss", "Bea Lund", "Cora Moss")

@@ -442,9 +442,13 @@ class ExtractiveAnswerer:
             n = _cite(citations, s, scored_sentence.score)
             parts.append(f"{shown} [{n}]")
         text = " ".join(parts)
-        short = self.short_answer(question, query_vector, _as_answer_sentence(chosen[0].sentence.text), asked)
+        first_sentence = _as_answer_sentence(chosen[0].sentence.text)
+        short = self.short_answer(question, query_vector, first_sentence, asked)
         if short and kind == "who" and not self._name_like(short):
             short = None
+        if short and kind == "who" and _asks_plural(asked or question, noun):
+            # "who are X's daughters": every name of the enumeration the lead is one of.
+            short = _enumeration_around(short, first_sentence, question)
         lead = None
         if short and short.lower() not in text[: len(short) + 2].lower():
             lead = f"{short[0].upper()}{short[1:]}"
@@ -554,6 +558,29 @@ def _focus(question: str, sentences: list[Sentence]) -> str | None:
 def _sentence_terms(s: Sentence) -> set[str]:
     """The words a sentence is matched on: its own, the name it defines and its headings."""
     return set(tokenize_document(f"{s.text}\n{s.term or ''}\n{s.hit.chunk.section or ''}\n{s.hit.chunk.title}"))
+
+
+_PLURAL_WHO = re.compile(r"\bwho\s+(?:are|were)\b|\bwhom?\s+\w+\s+(?:all|both)\b", re.I)
+_ENUMERATION_GAP = re.compile(r"\s*(?:,\s*(?:and\s+)?|\s+and\s+|&)\s*")
+
+
+def _asks_plural(question: str, noun: str | None) -> bool:
+    """Whether a who-question asks for several people: "who are …", or a plural relation noun."""
+    return bool(_PLURAL_WHO.search(question)) or bool(noun and noun.endswith("s") and not noun.endswith("ss"))
+
+
+def _enumeration_around(name: str, sentence: str, question: str) -> str:
+    """The names listed with `name` in `sentence` ("A, B and C"), or `name` alone."""
+    spans = span_candidates("who", sentence, question)
+    at = next((i for i, (a, b) in enumerate(spans) if sentence[a:b].strip(" ,;") == name), None)
+    if at is None:
+        return name
+    first = last = at
+    while first > 0 and _ENUMERATION_GAP.fullmatch(sentence[spans[first - 1][1]:spans[first][0]]):
+        first -= 1
+    while last + 1 < len(spans) and _ENUMERATION_GAP.fullmatch(sentence[spans[last][1]:spans[last + 1][0]]):
+        last += 1
+    return sentence[spans[first][0]:spans[last][1]].strip(" ,;")
 
 
 def _adds_content(candidate: str, first: str) -> bool:

@@ -37,6 +37,8 @@ def test_rst_headings_and_inline_markup(tmp_path):
     assert "Use json.dumps to get a str." in doc.text  # the full name is the better search key
     assert doc.section_at(doc.text.index("Use json.dumps")) == "Basic Usage"
     assert clean_rst("see `the docs <https://x.org>`_") == "see the docs"
+    # Sphinx's "!" (no link) is no part of the name: ":mod:`!venv`" reads "venv".
+    assert clean_rst("The :mod:`!venv` module") == "The venv module"
 
 
 def test_html_keeps_visible_text_and_headings(tmp_path):

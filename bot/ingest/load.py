@@ -173,7 +173,7 @@ def _rst_headings(text: str) -> list[tuple[int, str]]:
     return headings
 
 
-_RST_ROLE = re.compile(r":[\w:+-]+:`(?:[^`<]*?<)?~?([^`<>]+?)>?`")
+_RST_ROLE = re.compile(r":[\w:+-]+:`(?:[^`<]*?<)?[~!]*([^`<>]+?)>?`")  # "~" shortens, "!" unlinks: neither is text
 _RST_LITERAL = re.compile(r"``([^`]+)``")
 _RST_LINK = re.compile(r"`([^`<]+?)\s*<[^`>]+>`_{1,2}")
 

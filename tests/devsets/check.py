@@ -46,7 +46,7 @@ MAX_COPY_RUN = 4
 
 # --- text extraction (mirrors the bot's loaders) -------------------------------------------------
 
-_RST_ROLE = re.compile(r":[\w:+-]+:`(?:[^`<]*?<)?~?([^`<>]+?)>?`")
+_RST_ROLE = re.compile(r":[\w:+-]+:`(?:[^`<]*?<)?[~!]*([^`<>]+?)>?`")
 _RST_LITERAL = re.compile(r"``([^`]+)``")
 _RST_LINK = re.compile(r"`([^`<]+?)\s*<[^`>]+>`_{1,2}")
 

@@ -268,6 +268,30 @@ def test_chunking_change_says_what_it_re_embeds(tmp_path):
     assert "3 updated" in result.stderr
 
 
+def test_an_index_made_by_an_older_extraction_reads_those_files_again(tmp_path):
+    # An index whose HTML text came from an older extraction (here: before the versions were
+    # recorded, as every index made before them) gets the HTML read and embedded again by the next
+    # plain ingest, and only the HTML: the answers no longer quote the old text.
+    corpus, index = build(tmp_path)
+    (corpus / "table.html").write_text("<html><body><h1>Commands</h1><table><tr><td>tar -xvf foo.tar</td>"
+                                       "<td>extract files from foo.tar</td></tr></table></body></html>")
+    assert qabot("ingest", "--corpus", str(corpus), "--index", str(index)).exit_code == 0
+    unchanged = qabot("ingest", "--corpus", str(corpus), "--index", str(index))
+    assert "4 unchanged" in unchanged.stderr and "again" not in unchanged.stderr, unchanged.stderr
+    manifest = open_manifest(Settings(corpus=corpus, index=index))
+    try:
+        manifest.put("extraction", {"html": 1})
+    finally:
+        manifest.close()
+    result = qabot("ingest", "--corpus", str(corpus), "--index", str(index))
+    assert result.exit_code == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "this version of qabot reads html files differently: reading and embedding 1 file again" in said, said
+    assert "1 updated" in result.stderr and "3 unchanged" in result.stderr, result.stderr
+    again = qabot("ingest", "--corpus", str(corpus), "--index", str(index))
+    assert "4 unchanged" in again.stderr and "again" not in again.stderr, again.stderr
+
+
 @pytest.mark.parametrize("flags", [["--chunk-size", "300", "--chunk-overlap", "300"],
                                    ["--chunk-size", "300", "--chunk-overlap", "1000"],
                                    ["--chunk-overlap", "1000"]],  # with the index's own size, 1000

@@ -19,6 +19,14 @@ from bot.text import CELL_SEPARATOR
 
 # The multi-part suffix comes first so "os.rst.txt" (Sphinx's _sources) loads as reST.
 SUPPORTED_SUFFIXES = (".rst.txt", ".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
+# The version of the text each format's extraction gives. Bump a format's number whenever its text
+# changes (what is kept, how it is laid out): the index records the versions it was made with, and
+# the next ingest reads the files of a format whose number moved again, instead of serving the old
+# text until a --rebuild. html 2: table rows on one line (" | " between cells); rst 2: Sphinx's "!"
+# in a role is dropped (":mod:`!venv`" reads "venv").
+EXTRACTION_VERSIONS = {"text": 1, "markdown": 1, "rst": 2, "html": 2, "pdf": 1}
+_FORMAT_OF = {".rst.txt": "rst", ".rst": "rst", ".txt": "text", ".md": "markdown", ".markdown": "markdown",
+              ".html": "html", ".htm": "html", ".pdf": "pdf"}
 MAX_FILE_BYTES = 20 * 1024 * 1024  # larger files are skipped: almost surely not prose to cite
 
 # html.parser rescans to the end of the input for every unterminated tag, so a hostile 250 KB page
@@ -53,6 +61,12 @@ class Document:
 def suffix_of(path: Path) -> str | None:
     name = path.name.lower()
     return next((s for s in SUPPORTED_SUFFIXES if name.endswith(s)), None)
+
+
+def format_of(path: Path) -> str | None:
+    """The extraction format of a file ("html", "rst", ...), the key of EXTRACTION_VERSIONS."""
+    suffix = suffix_of(path)
+    return _FORMAT_OF[suffix] if suffix else None
 
 
 def is_supported(path: Path) -> bool:

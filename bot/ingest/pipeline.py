@@ -44,7 +44,8 @@ from bot.errors import CorpusMissing, IndexProblem, RemovalRefused
 from bot.ingest.chunk import chunk_document, make_splitter
 from bot.ingest.discover import (CorpusFile, Readable, can_read, discover, file_sha256, in_scope, source_of,
                                  still_bad, under_unreadable)
-from bot.ingest.load import MAX_FILE_BYTES, Document, LoadError, load_document, too_large
+from bot.ingest.load import (EXTRACTION_VERSIONS, MAX_FILE_BYTES, Document, LoadError, format_of, load_document,
+                             too_large)
 from bot.ingest.manifest import (Manifest, corpus_key, embedding_settings_check, ingest_lock, lease_scopes,
                                  open_manifest)
 from bot.ingest.repair import drop_index, repair
@@ -118,6 +119,7 @@ class Ingestor:
         self.known: dict = {}
         self.skips: dict = {}
         self.rechunk = False
+        self.reextract: set[str] = set()  # formats whose text extraction changed since the index was made
 
     def run(self, roots: list[Path]) -> None:
         corpus, manifest = self.settings.corpus, self.manifest
@@ -150,11 +152,20 @@ class Ingestor:
         # New chunking settings re-chunk every file (the setting is saved only once all are done).
         stored = manifest.get("chunking")
         self.rechunk = stored not in (None, chunking)
+        # An index made before the versions were kept holds version 1 of every format's text.
+        extraction = manifest.get("extraction") or ({} if self.known else None)
+        self.reextract = {name for name, version in EXTRACTION_VERSIONS.items()
+                          if extraction is not None and extraction.get(name, 1) != version}
         todo = [todo for f in files if (todo := self._plan(f)) is not None]
         if self.rechunk and todo:
             self.notice(f"chunking changed ({stored['size']}/{stored['overlap']} → "
                         f"{chunking['size']}/{chunking['overlap']}): re-embedding "
                         f"{'all ' if whole_corpus else ''}{len(todo)} file{'s' if len(todo) != 1 else ''}")
+        elif self.reextract:
+            again = [name for t in todo if t.existed and (name := format_of(t.file.path)) in self.reextract]
+            if again:
+                self.notice(f"this version of qabot reads {', '.join(sorted(set(again)))} files differently: "
+                            f"reading and embedding {len(again)} file{'s' if len(again) != 1 else ''} again")
         self._index(todo)
 
         if self.report.changed:
@@ -162,6 +173,8 @@ class Ingestor:
         manifest.put("embedding", self.embedder.settings)
         if not self.rechunk or whole_corpus:  # a partial run leaves other files to re-chunk
             manifest.put("chunking", chunking)
+        if not self.reextract or whole_corpus:  # ... and other files to read again
+            manifest.put("extraction", EXTRACTION_VERSIONS)
         if whole_corpus or (manifest.get("corpus") is None and corpus.is_dir()):
             manifest.put("corpus", corpus_key(corpus))
         manifest.put("last_ingest", time.time())
@@ -210,7 +223,7 @@ class Ingestor:
         row = self.known.get(f.source)
         done = row is not None and row["state"] == "done"
         keeping = KEEPING if row is not None else ""
-        if self.rechunk and done:
+        if done and (self.rechunk or format_of(f.path) in self.reextract):
             sha = self._hash(f, keeping, remember=False)
             return None if sha is None else _Todo(f, sha, existed=True)
         if done and row["size"] == f.size and row["mtime_ns"] == f.mtime_ns:

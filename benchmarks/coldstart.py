@@ -1,15 +1,17 @@
 """Cold start of `qabot ask` to its first answer (a new process each time), its peak RSS, and
 where the time goes: the import chain (`python -X importtime`) and the in-process phases.
 
-    python -m benchmarks.coldstart [--runs 5]
+    python -m benchmarks.coldstart [--runs 5] [--corpus DIR --index DIR]
 
 Also measured with QABOT_ONNX=0 (questions embedded by torch), to show what the ONNX query path
-saves.
+saves. The goal (issue #18): the first answer within 2 s, with chromadb never imported when the
+index's BM25 cache is current (bot/qa/retrieve.py).
 """
 from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 from benchmarks.common import add_corpus_argument, ensure_index, machine, median, qabot_cmd, run_child, run_child_rss, table
 
@@ -52,8 +54,11 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coldstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     add_corpus_argument(parser)
+    parser.add_argument("--index", type=Path, default=None,
+                        help="an index already built from --corpus (default: the benchmark's own, built or brought "
+                             "up to date first)")
     args = parser.parse_args(argv)
-    index = ensure_index(args.corpus)
+    index = args.index or ensure_index(args.corpus)
     cmd = qabot_cmd() + ["ask", QUESTION, "--corpus", str(args.corpus), "--index", str(index), "--json"]
 
     variants = {"qabot ask (default)": {}, "qabot ask, QABOT_ONNX=0 (torch)": {"QABOT_ONNX": "0"}}
@@ -90,7 +95,7 @@ def main(argv=None) -> dict:
     cold = median([r["seconds"] for r in runs["qabot ask (default)"]])
     rss = median([r["rss_mb"] for r in runs["qabot ask (default)"]])
     torch_cold = median([r["seconds"] for r in runs["qabot ask, QABOT_ONNX=0 (torch)"]])
-    print(f"\ncoldstart: `qabot ask` first answer {cold:.2f} s (goal <= 3 s) [{'PASS' if cold <= 3 else 'MISS'}], "
+    print(f"\ncoldstart: `qabot ask` first answer {cold:.2f} s (goal <= 2 s) [{'PASS' if cold <= 2 else 'MISS'}], "
           f"peak RSS {rss:.0f} MB; with torch query path {torch_cold:.2f} s")
     return {"cold_s": cold, "rss_mb": rss, "torch_cold_s": torch_cold}
 

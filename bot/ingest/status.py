@@ -4,7 +4,6 @@ manifest, and Chroma's own SQLite file; Chroma itself is started only for `stats
 from __future__ import annotations
 
 import os
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from bot.config import Settings
 from bot.ingest.discover import Readable, can_read, discover, loadable, still_bad, under_unreadable
 from bot.ingest.load import EXTRACTION_VERSIONS
 from bot.ingest.manifest import corpus_key, manifest_on_server, open_manifest, open_manifest_name
-from bot.store.chroma import CHROMA_DATABASE, VectorStore
+from bot.store.chroma import CHROMA_DATABASE, VectorStore, embedded_chunk_count
 
 
 def index_exists(settings: Settings) -> bool:
@@ -163,22 +162,8 @@ def nothing_to_do(settings: Settings, readable: Readable = can_read) -> bool:
 
 def stored_chunk_count(settings: Settings) -> int | None:
     """The collection's chunk count read straight from Chroma's SQLite file, without starting
-    Chroma. This leans on Chroma's private schema, so any surprise means "unknown" (None) and
-    the caller takes the slow, sure path."""
-    path = settings.index / "chroma" / "chroma.sqlite3"
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-        try:
-            row = db.execute(
-                "SELECT COUNT(e.id) FROM collections c JOIN segments s ON s.collection = c.id "
-                "JOIN embeddings e ON e.segment_id = s.id WHERE c.name = ? AND s.scope = 'METADATA'",
-                (settings.collection,),
-            ).fetchone()
-        finally:
-            db.close()
-        return int(row[0]) if row else None
-    except (sqlite3.Error, OSError, ValueError, TypeError):
-        return None
+    Chroma; None when unknown (the caller then takes the slow, sure path)."""
+    return embedded_chunk_count(settings.index / "chroma" / CHROMA_DATABASE, settings.collection)
 
 
 def stats(settings: Settings) -> dict:

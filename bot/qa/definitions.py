@@ -64,6 +64,18 @@ class Definitions:
                 name = m.group("directed") or m.group("signed") or m.group("setting")
                 self.by_name.setdefault(name.lower(), []).append(chunk)
 
+    def to_json(self) -> dict[str, list[str]]:
+        """Name → the ids of its defining chunks, in order (what the BM25 cache keeps)."""
+        return {name: [c.id for c in found] for name, found in self.by_name.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[str]], chunks: Iterable[Chunk]) -> "Definitions":
+        """The definitions `to_json` gave, over `chunks`; KeyError if an id is not among them."""
+        by_id = {c.id: c for c in chunks}
+        self = cls.__new__(cls)
+        self.by_name = {name: [by_id[i] for i in ids] for name, ids in data.items()}
+        return self
+
     def ranking(self, question: str, order: dict[str, float]) -> list[Chunk]:
         """The chunks defining the identifiers the question names, those whose source or text
         also holds the identifier's qualifier (`functools` of `functools.cache`) first, each group

@@ -29,7 +29,7 @@ from bot.qa.question import clean_question, strip_chatter
 from bot.qa.retrieve import HybridRetriever
 from bot.qa.vocabulary import EnglishWords, QueryVocabulary
 from bot.schema import Answer, Hit, Turn
-from bot.store.chroma import VectorStore
+from bot.store.chroma import LazyVectorStore, VectorStore
 
 
 def make_llm_answerer(spec: str, embedder, timeout_s: float = 60.0):
@@ -80,7 +80,8 @@ class QA:
             llm_answerer = make_llm_answerer(settings.llm, self.embedder, settings.llm_timeout)
         if self.embedder.precision != precision:
             raise IndexProblem(f"the index was embedded in {precision}, the query embedder runs {self.embedder.precision}")
-        self.store = VectorStore(settings)
+        # Embedded: Chroma is opened only if the BM25 cache cannot answer alone (bot/qa/retrieve.py).
+        self.store = VectorStore(settings) if settings.chroma_url else LazyVectorStore(settings)
         self.generation = generation
         self.llm_answerer = llm_answerer
         self._build(generation)

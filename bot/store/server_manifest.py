@@ -34,8 +34,6 @@ import time
 import uuid
 from typing import Callable
 
-from chromadb import errors as chroma_errors
-
 from bot.errors import IndexProblem
 from bot.ingest.discover import SkipRecord
 
@@ -177,6 +175,8 @@ class ServerManifest:
     @staticmethod
     def exists(store, collection: str) -> bool:
         """Whether `store`'s server holds a manifest with any file or setting, creating nothing."""
+        from chromadb import errors as chroma_errors  # not at the top: see bot/store/chroma.py
+
         with store._server_call():
             try:
                 records = store.client.get_collection(manifest_collection_name(collection), embedding_function=None)

@@ -54,6 +54,20 @@ def test_html_keeps_visible_text_and_headings(tmp_path):
     assert doc.section_at(doc.text.index("The station")) == "Overview"
 
 
+def test_html_preformatted_text_keeps_its_lines(tmp_path):
+    # A man page or a config file in <pre>: its lines stay lines (collapsed into one, a man page's
+    # headings ran into its sentences), and a word hyphenated at a line end is whole again.
+    p = tmp_path / "smtp.8.html"
+    p.write_text("<html><body><pre>\n<b>NAME</b>\n       smtp - Postfix SMTP client\n\n"
+                 "<b>DESCRIPTION</b>\n       It processes requests from the queue  man-\n       ager.\n</pre>"
+                 "<p>Then   some\n prose.</p><pre>myhostname = host.example.com\nmydomain = example.com</pre>"
+                 "</body></html>")
+    text = load(p).text
+    assert "NAME\nsmtp - Postfix SMTP client\n\nDESCRIPTION\nIt processes requests from the queue manager." in text, text
+    assert "Then some prose." in text
+    assert "myhostname = host.example.com\nmydomain = example.com" in text
+
+
 def test_deeply_nested_html_does_not_recurse(tmp_path):
     p = tmp_path / "deep.html"
     p.write_text("<div>" * 100_000 + "deep text" + "</div>" * 100_000)

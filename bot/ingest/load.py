@@ -22,9 +22,9 @@ SUPPORTED_SUFFIXES = (".rst.txt", ".txt", ".md", ".markdown", ".rst", ".html", "
 # The version of the text each format's extraction gives. Bump a format's number whenever its text
 # changes (what is kept, how it is laid out): the index records the versions it was made with, and
 # the next ingest reads the files of a format whose number moved again, instead of serving the old
-# text until a --rebuild. html 2: table rows on one line (" | " between cells); rst 2: Sphinx's "!"
-# in a role is dropped (":mod:`!venv`" reads "venv").
-EXTRACTION_VERSIONS = {"text": 1, "markdown": 1, "rst": 2, "html": 2, "pdf": 1}
+# text until a --rebuild. html 2: table rows on one line (" | " between cells); html 3: the lines of
+# a <pre> kept; rst 2: Sphinx's "!" in a role is dropped (":mod:`!venv`" reads "venv").
+EXTRACTION_VERSIONS = {"text": 1, "markdown": 1, "rst": 2, "html": 3, "pdf": 1}
 _FORMAT_OF = {".rst.txt": "rst", ".rst": "rst", ".txt": "text", ".md": "markdown", ".markdown": "markdown",
               ".html": "html", ".htm": "html", ".pdf": "pdf"}
 MAX_FILE_BYTES = 20 * 1024 * 1024  # larger files are skipped: almost surely not prose to cite
@@ -214,6 +214,11 @@ _HTML_CELL = {"td", "th"}
 _HTML_HEADING = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
+_PRE_HYPHEN = re.compile(r"([a-z])-\n[ \t]*([a-z])")
+# A line of capitals at the margin of preformatted text: a man page's section heading.
+_PRE_HEADING = re.compile(r"^[A-Z][A-Z0-9]*(?: [A-Z0-9][A-Z0-9]*){0,5}$")
+
+
 class _TooSlow(Exception):
     pass
 
@@ -233,6 +238,8 @@ class _VisibleText(HTMLParser):
         self.title_parts: list[str] = []
         self.in_title = False
         self.cell_start = False  # a cell separator was the last thing written
+        self.pre_depth = 0  # inside <pre>: its lines are lines of the text
+        self.pre_regions: list[list] = []  # [start, end] offsets of each <pre>'s text
 
     def _newline(self) -> None:
         if self.parts and not self.parts[-1].endswith("\n"):
@@ -263,6 +270,9 @@ class _VisibleText(HTMLParser):
         self._check_time()
         if tag == "title":
             self.in_title = True
+        if tag == "pre":
+            self.pre_depth += 1
+            self.pre_regions.append([self.length, None])
         if tag in _HTML_SKIP:
             self.skip_depth += 1
         elif tag in _HTML_CELL:
@@ -283,6 +293,10 @@ class _VisibleText(HTMLParser):
         self._check_time()
         if tag == "title":
             self.in_title = False
+        if tag == "pre":
+            self.pre_depth = max(0, self.pre_depth - 1)
+            if self.pre_regions and self.pre_regions[-1][1] is None:
+                self.pre_regions[-1][1] = self.length
         if tag in _HTML_SKIP:
             self.skip_depth = max(0, self.skip_depth - 1)
         elif tag in _HTML_BLOCK:
@@ -298,6 +312,18 @@ class _VisibleText(HTMLParser):
         if self.in_title:
             self.title_parts.append(data)
         if self.skip_depth:
+            return
+        if self.pre_depth:
+            # Preformatted: a man page, a config file, a listing. Its line breaks are the text's
+            # (collapsed, a whole man page was one line, its headings glued to its sentences),
+            # and a word the formatter hyphenated at a line end is one word ("man-\n ager").
+            data = _PRE_HYPHEN.sub(r"\1\2", data)
+            for n, line in enumerate(data.split("\n")):
+                if n:
+                    self._emit("\n")
+                line = re.sub(r"[ \t\f\v]+", " ", line)
+                if line.strip():
+                    self._emit(line)
             return
         text = re.sub(r"\s+", " ", data)
         if text.strip() or (self.parts and not self.parts[-1].endswith((" ", "\n"))):
@@ -318,6 +344,11 @@ def _load_html(html: str, source: str, budget: float) -> Document:
     except Exception as exc:  # html.parser is lenient; anything raised here means a broken file
         raise LoadError(f"cannot parse HTML ({exc})") from None
     raw = "".join(parser.parts)
+    for start, end in parser.pre_regions:  # a man page's "DESCRIPTION": a line of capitals at the margin
+        for m in re.finditer(r"^.*$", raw[start:end if end is not None else len(raw)], re.M):
+            if _PRE_HEADING.match(m.group(0)):
+                parser.headings.append((start + m.start(), m.group(0)))
+    parser.headings.sort()
     # Collapse runs of blank lines while keeping heading offsets valid: do it by re-mapping.
     text, mapping = _squeeze_blank_lines(raw)
     headings = [(mapping(o), h) for o, h in parser.headings]

@@ -601,7 +601,7 @@ def _as_answer_sentence(sentence: str) -> str:
     text = _DATELINE.sub("", sentence)
     text = " ".join(text.split()).replace(" .", ".")
     text = text.rstrip()
-    if text and text[-1] not in ".!?”\"')":
+    if text and text[-1] not in ".!?”\"'):":
         text += "."
     first = text.split(maxsplit=1)[0] if text else ""
     if not first.isalpha() or CELL_SEPARATOR in text:

@@ -64,11 +64,15 @@ PHANTOM = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "p
 # acronym, a word the corpus writes in a two-word name, or one it capitalises that is no everyday
 # English word): "Russia —" for "borisov briefed who" is gone, ISS test answers 0.68 -> 0.72 with
 # no wrong lead.
+# Then (README, "Session of 2026-12-04, second"): a word the documents never use ("job", "pal") is
+# stated by the sentence whose relation word is clearly the nearest, and "name X's mother" no
+# longer takes "name" into the owner: phantom test answers 0.66 -> 0.72 (0.7188), refusal precision
+# 0.82 -> 0.93, overall 0.69 -> 0.73.
 DEVSET_THRESHOLDS = {
     "iss_test": {"answer_accuracy": 0.72, "wrong_leads_max": 0, "refusal_recall": 0.50, "overall_accuracy": 0.66,
                  "recall@5": 1.0},
-    "phantom_test": {"answer_accuracy": 0.65, "wrong_leads_max": 0, "refusal_precision": 0.80,
-                     "refusal_recall": 0.73, "overall_accuracy": 0.68, "recall@5": 0.84},
+    "phantom_test": {"answer_accuracy": 0.71, "wrong_leads_max": 0, "refusal_precision": 0.90,
+                     "refusal_recall": 0.73, "overall_accuracy": 0.72, "recall@5": 0.84},
 }
 
 

@@ -371,6 +371,11 @@ def html_qa(tmp_path_factory, embedder):
     corpus = root / "corpus"
     corpus.mkdir()
     (corpus / "ch01.html").write_text(DEBIAN_STYLE)
+    # Its table of contents: numbered titles as links, not headings, one per line.
+    (corpus / "index.html").write_text(
+        "<html><body><h1>Contents</h1><dl><dt><a href='ch01.html'>1.4.6. Editors</a></dt>"
+        "<dt><a href='ch01.html'>1.4.7. Setting a default text editor</a></dt>"
+        "<dt><a href='ch01.html'>1.4.8. Using the text editor</a></dt></dl></body></html>")
     settings = Settings(corpus=corpus, index=root / "index")
     ingest(settings, embedder=embedder)
     return QA(settings, embedder=embedder)

@@ -94,7 +94,10 @@ class Sentence:
 _UNDERLINE = re.compile(r"^\s*([=\-~^\"'`*+#:.])\1{2,}\s*$")
 
 
-_NOT_PROSE_LINE = re.compile(r"^\s*(?:>>>|\.\.\.\s|\.\. |#{1,6}\s|:\w+:|\$ |[|+]-)")
+# Interactive code, reST directives and fields, Markdown headings, shell prompts, table rules, and
+# a numbered section title ("1.4.7. Setting a default text editor": a heading, or a table of
+# contents line, which the sentence splitter would otherwise cut at its number).
+_NOT_PROSE_LINE = re.compile(r"^\s*(?:>>>|\.\.\.\s|\.\. |#{1,6}\s|:\w+:|\$ |[|+]-|\d+(?:\.\d+)+\.?\s+[A-Z])")
 _DIRECTIVE_OPTION = re.compile(r"^\s+:[\w-]+:")  # `:noindex:` under a directive
 
 

@@ -3,7 +3,7 @@ same run, alternating repetitions; plus fidelity (cosine to fp32) and per-questi
 
     python -m benchmarks.embed [--chunks 384] [--reps 3] [--sweep] [--fidelity]
 
-Every OpenVINO precision (int8, bf16 where native, fp32) is timed against stock in the same run;
+Every OpenVINO precision (int8-static, int8, bf16 where native, fp32) is timed against stock in the same run;
 the CPU flags, the load and the precision the probe chose ("auto") are printed with the figures.
 `--sweep` also measures batch sizes (16/32/64/128 full-length texts per batch) and torch thread
 counts for the torch engine. `--fidelity` builds an index of each small corpus in each precision
@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     from sentence_transformers import SentenceTransformer
 
     from bot.embed import Embedder, model_path
-    from bot.embed.model import has_native_bf16
+    from bot.embed.model import QUANTIZED, has_native_bf16
     from bot.ingest.pipeline import EMBED_GROUP as GROUP  # how ingest calls the embedder
 
     texts = pydocs_chunks(args.chunks)
@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
         "torch fp32 (token-sorted)": torch_fp32,
         "ONNX Runtime fp32": onnx_fp32,
     }
-    for precision in ("int8", "bf16", "fp32"):  # every OpenVINO precision, whichever "auto" chose
+    for precision in ("int8-static", "int8", "bf16", "fp32"):  # every OpenVINO precision, whichever "auto" chose
         if precision != ours.precision and engines.openvino(precision) is not None and (
                 precision != "bf16" or has_native_bf16(engines.cpu_flags)):
             candidates[f"OpenVINO {precision}"] = lambda p=precision: run(engines.openvino(p))
@@ -91,7 +91,7 @@ def main(argv=None) -> dict:
     stock.encode(texts[:32])
     if engines.onnx_fp32() is None:
         del candidates["ONNX Runtime fp32"]
-    if ours.ingest_engine.startswith("torch") or ours.precision == "int8":
+    if ours.ingest_engine.startswith("torch") or ours.precision in QUANTIZED:
         del candidates[next(n for n in candidates if n.startswith("torch " + ours.precision))]
 
     seconds: dict[str, list[float]] = {name: [] for name in candidates}
@@ -117,8 +117,8 @@ def main(argv=None) -> dict:
     print(f"Embedding {len(texts)} Python-docs chunks, {args.reps} alternating repetitions, medians "
           f"({machine()}; load average {os.getloadavg()[0]:.1f} when done; torch threads {torch.get_num_threads()})")
     if probed is not None:
-        print(f"engine probe (auto): {probed.choice}; its chunks/s {probed.chunks_per_s}, int8 cosine to fp32 "
-              f"(mean, min) {probed.int8_cosine}, under load {probed.load}")
+        print(f"engine probe (auto): {probed.choice}; its chunks/s {probed.chunks_per_s}, cosine to fp32 "
+              f"(mean, min) int8 {probed.int8_cosine}, int8-static {probed.int8_static_cosine}, under load {probed.load}")
     print(table(["pipeline", "chunks/s", "x stock", "min cos", "mean cos"], rows))
 
     # Per-question latency: one short question, as `qabot ask` embeds it.
@@ -220,11 +220,26 @@ def fidelity() -> dict:
     on indexes of the same corpus embedded in each precision."""
     import json
 
-    from bot.embed import EngineRegistry
+    import shutil
+
+    from bot.config import Settings
+    from bot.embed import EngineRegistry, probe
     from bot.embed.model import has_native_bf16
+    from bot.errors import SettingError
 
     registry = EngineRegistry.default()
-    precisions = ["fp32", "int8"] + (["bf16"] if has_native_bf16(registry.cpu_flags) else [])
+    precisions = ["fp32", "int8"] + (["bf16"] if has_native_bf16(registry.cpu_flags) else []) + ["int8-static"]
+    envs = {p: {"QABOT_PRECISION": p} for p in precisions}
+    try:
+        Settings(precision="int8-static")
+    except SettingError:
+        # Not a setting: only the probe chooses it. Reached as "auto" through a cache of its own
+        # whose remembered probe chose it (the model is prepared there on first use).
+        cache = BENCH_DIR / "fidelity-cache-int8-static"
+        shutil.rmtree(cache, ignore_errors=True)
+        probe.save(EngineRegistry(cache_dir=cache).probe_file(), probe.ProbeResult(
+            choice="int8-static", chunks_per_s={}, int8_cosine=None, flags=[], load=0.0, seconds=0.0))
+        envs["int8-static"] = {"QABOT_PRECISION": "auto", "QABOT_CACHE": str(cache)}
     print(f"Fidelity: recall@5 / MRR per index precision ({machine()})")
     rows, scores = [], {}
     for name, (corpus, golds) in FIDELITY_SETS.items():
@@ -233,7 +248,7 @@ def fidelity() -> dict:
             continue
         for precision in precisions:
             index = BENCH_DIR / f"fidelity-{name}-{precision}"
-            env = {"QABOT_PRECISION": precision}
+            env = envs[precision]
             started = time.perf_counter()
             built = run_child(qabot_cmd() + ["ingest", "--corpus", str(corpus), "--index", str(index), "--quiet"], env)
             if built["rc"] != 0:

@@ -5,7 +5,8 @@
 * engines.py: OpenVINO (ingest), ONNX Runtime fp32/int8 (questions, sentences) and torch
   (reference and fallback) behind one `Engine` interface;
 * export.py: the ONNX export and its int8 copies, cached on disk, hash-checked;
-* probe.py: which ingest engine (int8, bf16, fp32) is fastest on this CPU, measured once;
+* static_int8.py: static int8 (calibrated activation ranges) for OpenVINO ingest;
+* probe.py: which ingest engine (int8-static, int8, bf16, fp32) is fastest on this CPU, measured once;
 * registry.py: `EngineRegistry`, which owns everything loaded (one per process by default);
 * embedder.py: `Embedder`, the LangChain `Embeddings` the rest of qabot uses.
 """

@@ -7,8 +7,10 @@ benchmarks/embed.py measures them.
   2-core Zen 4, where torch bf16 autocast reached 1.9x (its CPU attention kernel is a quarter
   of the time at head size 32). Checked against fp32 ONNX Runtime before use (cosine ≥ 0.999).
   Or in int8: int8 weights (export.quantize_weights_int8) with activations quantized on the fly,
-  1.35x OpenVINO fp32 on a Sapphire Rapids (bf16 is faster there still); used where the probe
-  (probe.py) measures it fastest and it passes its gate (INT8_INGEST_*).
+  1.35x OpenVINO fp32 on a Sapphire Rapids (bf16 is faster there still); or in static int8
+  (int8-static: the same weights, activation ranges calibrated beforehand, static_int8.py), 1.12x
+  bf16 on a quiet Zen 4 (1.24x under load). Either is used where the probe (probe.py) measures it fastest and it passes its
+  gate (INT8_INGEST_*).
 * ONNX Runtime, fp32, for questions and the answerer's sentences: a few milliseconds per
   question and no torch import, so `qabot ask` starts quickly. An int8 copy of the same graph
   ranks the answerer's candidate sentences (twice as fast on short inputs).
@@ -188,15 +190,19 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def compile_openvino(path: Path, precision: str):
+def compile_openvino(path: Path, precision: str, native_bf16: bool = False):
     """The model at `path` compiled for the CPU: the ONNX export for "bf16" (native bf16 kernels)
     or "fp32"; for "int8", the IR with int8 weights (export.quantize_weights_int8), its
     activations quantized on the fly so that the matrix products run int8 x int8 (VNNI/AMX where
-    the CPU has them)."""
+    the CPU has them); for "int8-static", the IR with int8 weights and calibrated activation
+    ranges (static_int8.py), whose remaining floating-point operations run in bf16 where the CPU
+    computes it natively (`native_bf16`: 59.9 against 46.6 chunks/s with the f32 hint on a Zen 4,
+    load 1.8-2.7, and as close to fp32)."""
     # Imported here: OpenVINO is only for ingest; questions never load it.
     import openvino
 
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+    bf16 = precision == "bf16" or (precision == "int8-static" and native_bf16)
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
                               "PERFORMANCE_HINT": "LATENCY"}
     if precision == "int8":
         config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = DYNAMIC_QUANTIZATION_GROUP

@@ -1,6 +1,7 @@
 """The files derived from the packaged weights, kept in a cache directory shared by every index:
 the ONNX export (fp32) both runtimes read, its dynamic int8 quantization (ONNX Runtime, ranks the
-answerer's sentences) and its weight-only int8 copy for OpenVINO (the int8 ingest engine).
+answerer's sentences), its weight-only int8 copy for OpenVINO (the int8 ingest engine) and its
+static int8 copy (int8 weights and calibrated activation ranges, static_int8.py).
 
 The export is made once, from the packaged weights (the `onnx` package is needed, nothing is
 downloaded): written straight from the safetensors file (bert_onnx.py, no torch) and checked
@@ -56,6 +57,14 @@ def int8_model_file(onnx_file: Path) -> Path:
 def int8_weights_file(onnx_file: Path) -> Path:
     """The OpenVINO IR (.xml, with its .bin) of the export with int8 MatMul weights."""
     return onnx_file.with_name(f"model.int8w{INT8_WEIGHTS_VERSION}.xml")
+
+
+def static_int8_file(onnx_file: Path) -> Path:
+    """The OpenVINO IR of the export with int8 weights and calibrated int8 activations; its name
+    keys on the calibration texts and the quantization's version (static_int8.calibration_key)."""
+    from bot.embed.static_int8 import calibration_key
+
+    return onnx_file.with_name(f"model.int8s-{calibration_key()}.xml")
 
 
 def _parts(path: Path) -> list[Path]:
@@ -217,6 +226,34 @@ def quantize_weights_int8(source: Path, target: Path, agrees: Callable[[Path], b
     anything goes wrong. Made with OpenVINO alone (0.5 s; NNCF's compress_weights makes the same
     pattern but costs a dependency). The CPU plugin runs these as int8 x int8 kernels when asked to
     quantize activations on the fly (engines.compile_openvino)."""
+    def build(model) -> None:
+        if int8_matmul_weights(model) == 0:
+            raise ValueError("no MatMul weights to quantize")
+
+    return _write_ir_checked(source, target, build, agrees, "int8 ingest model")
+
+
+def quantize_static_int8(source: Path, target: Path, encodings, agrees: Callable[[Path], bool]) -> Path | None:
+    """The export `source` as an OpenVINO IR at `target` with int8 weights (as quantize_weights_int8)
+    and int8 activations whose ranges are measured on `encodings` (the tokenised calibration texts,
+    static_int8.CALIBRATION_TEXTS: ~1 s), kept only if `agrees(file)`; None where OpenVINO is
+    missing or anything goes wrong."""
+    from bot.embed import static_int8
+
+    def build(model) -> None:
+        if int8_matmul_weights(model) == 0:
+            raise ValueError("no MatMul weights to quantize")
+        static_int8.quantize_activations(model, encodings)
+
+    return _write_ir_checked(source, target, build, agrees, "static int8 ingest model")
+
+
+def _write_ir_checked(source: Path, target: Path, build: Callable[[Any], None], agrees: Callable[[Path], bool],
+                      what: str) -> Path | None:
+    """`build(model)` on the export `source` read by OpenVINO, saved as an IR next to `target`,
+    then `agrees(tmp)`, then both files renamed into place (the .xml last) and hashed; None (and no
+    file left) where OpenVINO is missing, anything fails or it does not agree: an optional engine
+    must never break ingest."""
     if verified(target):
         return target
     if not source.exists():
@@ -229,18 +266,17 @@ def quantize_weights_int8(source: Path, target: Path, agrees: Callable[[Path], b
     tmp = target.with_name(f"{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp.xml")
     try:
         model = openvino.Core().read_model(str(source))
-        if int8_matmul_weights(model) == 0:
-            raise ValueError("no MatMul weights to quantize")
+        build(model)
         openvino.save_model(model, str(tmp), compress_to_fp16=False)
         if not agrees(tmp):
-            log.warning("int8 ingest model strays from fp32; not used")
+            log.warning("%s strays from fp32; not used", what)
             return None
         os.replace(tmp.with_suffix(".bin"), target.with_suffix(".bin"))
         os.replace(tmp, target)  # the .xml last: it is what marks the pair complete
         record_hash(target)
         return target
     except Exception as exc:  # an optional engine: never let it break ingest
-        log.warning("could not make the int8 ingest model (%s)", one_line(exc))
+        log.warning("could not make the %s (%s)", what, one_line(exc))
         return None
     finally:
         for part in _parts(tmp):

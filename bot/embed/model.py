@@ -8,7 +8,8 @@ and keeps what it loaded.
 Precision: "auto" is decided by measurement (probe.py, through `EngineRegistry.resolve_precision`)
 wherever OpenVINO runs; `resolve_precision` here is the guess used without it: bf16 where the CPU
 computes it natively (AMX or AVX512-BF16; elsewhere bf16 is emulated and slower than fp32). int8
-(int8 weights, activations quantized on the fly) runs on OpenVINO only.
+(int8 weights, activations quantized on the fly) and int8-static (activations calibrated beforehand)
+run on OpenVINO only.
 """
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from pathlib import Path
 from bot.errors import SettingError
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-PRECISIONS = ("bf16", "fp32", "int8")
+PRECISIONS = ("bf16", "fp32", "int8", "int8-static")
+# The quantized precisions, OpenVINO only: int8 (int8 weights, activations quantized on the fly) and
+# int8-static (int8 weights and activations, ranges calibrated beforehand: static_int8.py).
+QUANTIZED = ("int8", "int8-static")
 DIM = 384
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -54,7 +58,7 @@ def resolve_precision(requested: str = "auto", flags: frozenset[str] | None = No
     if requested == "auto":
         return "bf16" if has_native_bf16(cpu_flags() if flags is None else flags) else "fp32"
     if requested not in PRECISIONS:
-        raise SettingError(f"unknown precision {requested!r}; use auto, bf16, fp32 or int8")
+        raise SettingError(f"unknown precision {requested!r}; use auto, bf16, fp32, int8 or int8-static")
     return requested
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bot import config
-from bot.embed import bert_onnx, engines, export, model, probe
+from bot.embed import bert_onnx, engines, export, model, probe, static_int8
 from bot.embed.bert_onnx import NumpyEngine
 from bot.embed.batching import BATCH_TOKENS, SMALL_BATCH_TOKENS
 from bot.embed.engines import Engine, OnnxEngine, OpenVinoEngine, TorchEngine
@@ -66,8 +66,8 @@ class FidelityFloors:
     onnx: float = engines.ONNX_MIN_COSINE  # the export vs its reference (numpy; torch for a torch export)
     int8: float = engines.INT8_MIN_COSINE  # the int8 copy vs the fp32 export
     openvino: float = engines.OPENVINO_MIN_COSINE  # OpenVINO vs fp32 ONNX Runtime
-    int8_ingest_mean: float = engines.INT8_INGEST_MEAN_COSINE  # OpenVINO int8 vs fp32 ONNX Runtime,
-    int8_ingest_min: float = engines.INT8_INGEST_MIN_COSINE  # on probe.PASSAGES
+    int8_ingest_mean: float = engines.INT8_INGEST_MEAN_COSINE  # OpenVINO int8 and int8-static vs fp32
+    int8_ingest_min: float = engines.INT8_INGEST_MIN_COSINE  # ONNX Runtime, on probe.PASSAGES
 
 
 _UNSET = object()
@@ -125,11 +125,12 @@ class EngineRegistry:
         self._int8 = _Lazy(self._load_int8)
         self._openvino = {p: _Lazy(lambda p=p: self._compile_openvino(p)) for p in model.PRECISIONS}
         self._probe = _Lazy(self._run_probe)
-        self.int8_cosine: tuple[float, float] | None = None  # (mean, min) the int8 gate measured
+        # (mean, min) cosine to fp32 that the gate of each quantized precision measured here
+        self.gate_cosines: dict[str, tuple[float, float]] = {}
         self._export_lock = threading.Lock()
         self._announced = False
         self._reference: engines.Remembered | None = None  # see fp32_reference
-        self._gated_int8: OpenVinoEngine | None = None  # the int8 engine its gate compiled, when made here
+        self._gated: dict[str, OpenVinoEngine] = {}  # quantized engines their gate compiled, when made here
 
     @classmethod
     def default(cls) -> "EngineRegistry":
@@ -157,7 +158,8 @@ class EngineRegistry:
 
     def probe_file(self) -> Path:
         return probe.probe_file(self.cache_dir, self.cpu_flags, engines.openvino_version(),
-                                f"{self.onnx_model_file().parent.name}|{export.INT8_WEIGHTS_VERSION}")
+                                f"{self.onnx_model_file().parent.name}|{export.INT8_WEIGHTS_VERSION}|"
+                                f"{static_int8.calibration_key()}")
 
     def probe(self) -> ProbeResult | None:
         """Which precision ingest runs fastest in here (remembered per CPU); None without OpenVINO."""
@@ -172,11 +174,12 @@ class EngineRegistry:
         self.ensure_onnx_export()
         notices.info(PROBING)
         # bf16 only where it is native: elsewhere OpenVINO ignores the hint and runs fp32 anyway.
-        wanted = ["int8", "fp32"] + (["bf16"] if model.has_native_bf16(self.cpu_flags) else [])
+        wanted = ["int8", "int8-static", "fp32"] + (["bf16"] if model.has_native_bf16(self.cpu_flags) else [])
         candidates = {p: engine for p in wanted if (engine := self.openvino(p)) is not None}
         if not candidates:
             return None
-        result = probe.measure(self.tokenizer(), candidates, self.cpu_flags, self.int8_cosine)
+        result = probe.measure(self.tokenizer(), candidates, self.cpu_flags, self.int8_cosine,
+                               int8_static_cosine=self.gate_cosines.get("int8-static"))
         try:
             probe.save(self.probe_file(), result)
         except OSError as exc:
@@ -226,28 +229,56 @@ class EngineRegistry:
     def int8_weights_file(self) -> Path:
         return export.int8_weights_file(self.onnx_model_file())
 
+    def static_int8_file(self) -> Path:
+        return export.static_int8_file(self.onnx_model_file())
+
+    @property
+    def int8_cosine(self) -> tuple[float, float] | None:
+        """(mean, min) cosine to fp32 the int8 gate measured here; None where it did not run."""
+        return self.gate_cosines.get("int8")
+
     def int8_weights(self) -> Path | None:
         """The OpenVINO IR with int8 weights (made now if it is not there, 0.5 s), or None."""
+        return export.quantize_weights_int8(self.onnx_model_file(), self.int8_weights_file(), self._gate_for("int8"))
+
+    def static_int8(self) -> Path | None:
+        """The OpenVINO IR with int8 weights and calibrated int8 activations (made now if it is not
+        there: ~1 s, on static_int8.CALIBRATION_TEXTS), or None."""
+        target = self.static_int8_file()
+        if self.onnx_model_file().exists() and not target.exists():
+            self._announce()
+        return export.quantize_static_int8(
+            self.onnx_model_file(), target, self.tokenizer().encode_batch(static_int8.CALIBRATION_TEXTS),
+            self._gate_for("int8-static"))
+
+    def _gate_for(self, precision: str) -> Callable[[Path], bool]:
+        """The check a newly made quantized model file must pass: compiled here and gated."""
         def agrees(tmp: Path) -> bool:
-            candidate = OpenVinoEngine("int8", compiled=engines.compile_openvino(tmp, "int8"))
+            candidate = self._compile_quantized(tmp, precision)
             if not self._int8_ingest_agrees(candidate):
                 return False
-            self._gated_int8 = candidate  # compiled and gated on this CPU just now: not done twice
+            self._gated[precision] = candidate  # compiled and gated on this CPU just now: not done twice
             return True
 
-        return export.quantize_weights_int8(self.onnx_model_file(), self.int8_weights_file(), agrees)
+        return agrees
+
+    def _compile_quantized(self, path: Path, precision: str) -> OpenVinoEngine:
+        return OpenVinoEngine(precision, compiled=engines.compile_openvino(
+            path, precision, native_bf16=model.has_native_bf16(self.cpu_flags)))
 
     def _int8_ingest_agrees(self, candidate: OpenVinoEngine) -> bool:
-        """The int8 gate: mean and least cosine to fp32 ONNX Runtime on probe.PASSAGES."""
+        """The gate of a quantized ingest engine (int8, int8-static): mean and least cosine to fp32
+        ONNX Runtime on probe.PASSAGES."""
         reference = self.fp32_reference()
         if reference is None:
             return False
         cos = engines.cosines(self.tokenizer(), reference, candidate, probe.PASSAGES)
-        self.int8_cosine = (round(float(cos.mean()), 5), round(float(cos.min()), 5))
+        self.gate_cosines[candidate.precision] = (round(float(cos.mean()), 5), round(float(cos.min()), 5))
         if cos.mean() >= self.floors.int8_ingest_mean and cos.min() >= self.floors.int8_ingest_min:
             return True
-        log.warning("int8 ingest engine refused: cosine to fp32 mean %.4f, min %.4f (floors %.2f, %.2f)",
-                    cos.mean(), cos.min(), self.floors.int8_ingest_mean, self.floors.int8_ingest_min)
+        log.warning("%s ingest engine refused: cosine to fp32 mean %.4f, min %.4f (floors %.2f, %.2f)",
+                    candidate.precision, cos.mean(), cos.min(), self.floors.int8_ingest_mean,
+                    self.floors.int8_ingest_min)
         return False
 
     def onnx_export(self) -> Path | None:
@@ -338,9 +369,10 @@ class EngineRegistry:
             return None
 
     def openvino(self, precision: str) -> OpenVinoEngine | None:
-        """The model compiled by OpenVINO for `precision` ("bf16", "fp32", or "int8" from the int8
-        weights), checked against fp32 ONNX Runtime (int8: the int8 gate); None where OpenVINO is
-        missing, switched off or disagrees."""
+        """The model compiled by OpenVINO for `precision` ("bf16", "fp32", "int8" from the int8
+        weights, or "int8-static" from the static int8 file), checked against fp32 ONNX Runtime
+        (the quantized ones: the int8 ingest gate); None where OpenVINO is missing, switched off or
+        disagrees."""
         return self._openvino[precision].get()
 
     def _compile_openvino(self, precision: str) -> OpenVinoEngine | None:
@@ -350,19 +382,19 @@ class EngineRegistry:
         path, reference = self.onnx_model_file(), self.fp32_reference()
         if reference is None or not path.exists():
             return None
-        if precision == "int8":
-            weights = self.int8_weights()
-            if weights is None:
+        if precision in model.QUANTIZED:
+            made = self.int8_weights() if precision == "int8" else self.static_int8()
+            if made is None:
                 return None
-            if self._gated_int8 is not None:
+            if precision in self._gated:
                 # Made in this process: the gate compiled and checked it a moment ago (compiling
                 # and checking again cost 1.4 s of a first run, load 2.4).
-                return self._gated_int8
+                return self._gated[precision]
             try:  # the gate again on this CPU: the file may have been made and checked elsewhere
-                engine = OpenVinoEngine("int8", compiled=engines.compile_openvino(weights, "int8"))
+                engine = self._compile_quantized(made, precision)
                 return engine if self._int8_ingest_agrees(engine) else None
             except Exception as exc:
-                log.warning("cannot use the int8 ingest engine (%s)", one_line(exc))
+                log.warning("cannot use the %s ingest engine (%s)", precision, one_line(exc))
                 return None
         try:
             engine = OpenVinoEngine(precision, compiled=engines.compile_openvino(path, precision))
@@ -377,7 +409,7 @@ class EngineRegistry:
     def planned_ingest_engine(self, precision: str) -> str:
         """The name of the engine `ingest` would give, without loading anything (for the index's
         record when nothing was embedded in this run)."""
-        if precision == "int8" or self._openvino_on():
+        if precision in model.QUANTIZED or self._openvino_on():
             return f"OpenVINO {precision}"
         return "ONNX Runtime fp32" if precision == "fp32" and self.switches.onnx else f"torch {precision}"
 
@@ -388,12 +420,12 @@ class EngineRegistry:
 
     def ingest(self, precision: str, torch_batch_tokens: int = BATCH_TOKENS) -> Engine:
         """The engine for large inputs in an index's precision: OpenVINO, else ONNX Runtime for
-        fp32, else torch. int8 exists on OpenVINO only: without it, a one-line QabotError (an
-        index is never embedded in two arithmetics)."""
-        if precision == "int8":
-            engine = self.openvino("int8")
+        fp32, else torch. int8 and int8-static exist on OpenVINO only: without it, a one-line
+        QabotError (an index is never embedded in two arithmetics)."""
+        if precision in model.QUANTIZED:
+            engine = self.openvino(precision)
             if engine is None:
-                raise QabotError("this index is embedded in int8, which needs OpenVINO (missing, switched off "
+                raise QabotError(f"this index is embedded in {precision}, which needs OpenVINO (missing, switched off "
                                  "by QABOT_OPENVINO=0, or refused by its fidelity check here); "
                                  "run `qabot ingest --rebuild` to re-embed it")
             return engine

@@ -43,7 +43,7 @@ class Settings:
     # None: what the index was built with (so `ask` never re-chunks an index), else the default.
     chunk_size: int | None = None
     chunk_overlap: int | None = None
-    precision: str = "auto"  # embedding precision: auto (the fastest measured on this CPU), bf16, fp32, int8
+    precision: str = "auto"  # embedding precision: auto (the fastest measured on this CPU), bf16, fp32, int8, int8-static
     k: int = 5  # passages handed to the answerer
     llm: str | None = None  # PROVIDER:MODEL of an optional chat model
     llm_timeout: float = 60.0  # seconds before an LLM answer is abandoned for the extractive one
@@ -57,8 +57,9 @@ class Settings:
         if not (isinstance(self.llm_timeout, (int, float)) and 0 < self.llm_timeout < float("inf")):
             raise SettingError(f"{_described('llm_timeout')} must be a positive number of seconds, "
                                f"got {self.llm_timeout!r}")
-        if self.precision not in ("auto", "bf16", "fp32", "int8"):
-            raise SettingError(f"{_described('precision')} must be auto, bf16, fp32 or int8, got {self.precision!r}")
+        if self.precision not in ("auto", "bf16", "fp32", "int8", "int8-static"):
+            raise SettingError(f"{_described('precision')} must be auto, bf16, fp32, int8 or int8-static, "
+                               f"got {self.precision!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":

@@ -159,7 +159,7 @@ def test_bogus_precision_is_one_line(tmp_path, iss_index, command, monkeypatch):
     monkeypatch.setenv("QABOT_PRECISION", "bogus")
     result = CliRunner().invoke(cli, [*command, "--corpus", str(iss_index.corpus), "--index", str(iss_index.index)])
     assert result.exit_code == 2
-    assert one_line(result.stderr) == "Error: precision (QABOT_PRECISION) must be auto, bf16, fp32 or int8, got 'bogus'"
+    assert one_line(result.stderr) == "Error: precision (QABOT_PRECISION) must be auto, bf16, fp32, int8 or int8-static, got 'bogus'"
 
 
 def test_fraction_options_are_one_line(tmp_path):

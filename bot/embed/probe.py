@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bot.embed.engines import PROBE_TEXTS, Engine
 
-PROBE_VERSION = "4"  # bump when the probe or its candidates change (3: no warm-up round, slow ones dropped; 4: int8-static)
+PROBE_VERSION = "5"  # bump when the probe or its candidates change (3: no warm-up round, slow ones dropped; 4: int8-static; 5: int8-static opt-in only)
 # The flags that decide which kernels run (recorded with the result; the cache key has them all).
 KERNEL_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 ROUNDS = 3  # timed rounds per candidate; the fastest round counts

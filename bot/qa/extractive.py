@@ -418,10 +418,8 @@ class ExtractiveAnswerer:
             # answers, and a date is often stated as an event ("after the contract ends").
             return refusal(question, hits)
         chosen = [scored[0]]
-        following = self._continuation(question, asked, scored[0].sentence)
-        if following is not None:
-            chosen.append(replace(scored[0], sentence=following))
-        for cand in scored[1:] if len(chosen) == 1 else ():
+        second = None
+        for cand in scored[1:]:
             if cand.score < SECOND_SENTENCE_RATIO * scored[0].score:
                 break
             # A second sentence must add something: not the same text again, not a paraphrase.
@@ -430,8 +428,17 @@ class ExtractiveAnswerer:
             if self.supported(cand) and not _same_region(cand.sentence, chosen[0].sentence) \
                     and (float(cand.vector @ chosen[0].vector) < MAX_REDUNDANCY
                          or _adds_content(cand.sentence.text, chosen[0].sentence.text)):
-                chosen.append(cand)
+                second = cand
                 break
+        following = self._continuation(question, asked, scored[0].sentence)
+        if following is not None:
+            # Of the sentence after the best one and another close second, the better scored (the
+            # sentence after, when it was not scored: it holds a question word the best one lacks).
+            own = next((c.score for c in scored if c.sentence.hit is following.hit and c.sentence.start == following.start), None)
+            if second is None or own is None or own >= second.score:
+                second = replace(scored[0], sentence=following)
+        if second is not None:
+            chosen.append(second)
         citations: list[Citation] = []
         parts: list[str] = []
         for scored_sentence in chosen:

@@ -17,16 +17,17 @@ from pathlib import Path
 from bot.errors import one_line
 from bot.text import CELL_SEPARATOR
 
-# The multi-part suffix comes first so "os.rst.txt" (Sphinx's _sources) loads as reST.
-SUPPORTED_SUFFIXES = (".rst.txt", ".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
+# Each supported suffix and the extraction format it is read by. The multi-part suffix comes first
+# so "os.rst.txt" (Sphinx's _sources) loads as reST.
+_FORMAT_OF = {".rst.txt": "rst", ".txt": "text", ".md": "markdown", ".markdown": "markdown", ".rst": "rst",
+              ".html": "html", ".htm": "html", ".pdf": "pdf"}
+SUPPORTED_SUFFIXES = tuple(_FORMAT_OF)
 # The version of the text each format's extraction gives. Bump a format's number whenever its text
 # changes (what is kept, how it is laid out): the index records the versions it was made with, and
 # the next ingest reads the files of a format whose number moved again, instead of serving the old
 # text until a --rebuild. html 2: table rows on one line (" | " between cells); html 3: the lines of
 # a <pre> kept; rst 2: Sphinx's "!" in a role is dropped (":mod:`!venv`" reads "venv").
 EXTRACTION_VERSIONS = {"text": 1, "markdown": 1, "rst": 2, "html": 3, "pdf": 1}
-_FORMAT_OF = {".rst.txt": "rst", ".rst": "rst", ".txt": "text", ".md": "markdown", ".markdown": "markdown",
-              ".html": "html", ".htm": "html", ".pdf": "pdf"}
 MAX_FILE_BYTES = 20 * 1024 * 1024  # larger files are skipped: almost surely not prose to cite
 
 # html.parser rescans to the end of the input for every unterminated tag, so a hostile 250 KB page
@@ -67,6 +68,12 @@ def format_of(path: Path) -> str | None:
     """The extraction format of a file ("html", "rst", ...), the key of EXTRACTION_VERSIONS."""
     suffix = suffix_of(path)
     return _FORMAT_OF[suffix] if suffix else None
+
+
+def outdated_formats(recorded: dict | None) -> set[str]:
+    """The formats whose text the index's recorded extraction versions (`recorded`, from its
+    manifest) no longer match; an index made before the versions were kept holds version 1."""
+    return {name for name, version in EXTRACTION_VERSIONS.items() if (recorded or {}).get(name, 1) != version}
 
 
 def is_supported(path: Path) -> bool:

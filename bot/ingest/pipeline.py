@@ -45,7 +45,7 @@ from bot.ingest.chunk import chunk_document, make_splitter
 from bot.ingest.discover import (CorpusFile, Readable, can_read, discover, file_sha256, in_scope, source_of,
                                  still_bad, under_unreadable)
 from bot.ingest.load import (EXTRACTION_VERSIONS, MAX_FILE_BYTES, Document, LoadError, format_of, load_document,
-                             too_large)
+                             outdated_formats, too_large)
 from bot.ingest.manifest import (Manifest, corpus_key, embedding_settings_check, ingest_lock, lease_scopes,
                                  open_manifest)
 from bot.ingest.repair import drop_index, repair
@@ -152,10 +152,9 @@ class Ingestor:
         # New chunking settings re-chunk every file (the setting is saved only once all are done).
         stored = manifest.get("chunking")
         self.rechunk = stored not in (None, chunking)
-        # An index made before the versions were kept holds version 1 of every format's text.
-        extraction = manifest.get("extraction") or ({} if self.known else None)
-        self.reextract = {name for name, version in EXTRACTION_VERSIONS.items()
-                          if extraction is not None and extraction.get(name, 1) != version}
+        # A new index has nothing to read again.
+        recorded = manifest.get("extraction")
+        self.reextract = outdated_formats(recorded) if recorded is not None or self.known else set()
         todo = [todo for f in files if (todo := self._plan(f)) is not None]
         if self.rechunk and todo:
             self.notice(f"chunking changed ({stored['size']}/{stored['overlap']} → "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.ingest.discover import Readable, can_read, discover, loadable, still_bad, under_unreadable
-from bot.ingest.load import EXTRACTION_VERSIONS
+from bot.ingest.load import outdated_formats
 from bot.ingest.manifest import corpus_key, manifest_on_server, open_manifest, open_manifest_name
 from bot.store.chroma import CHROMA_DATABASE, VectorStore, embedded_chunk_count
 
@@ -148,14 +148,14 @@ def nothing_to_do(settings: Settings, readable: Readable = can_read) -> bool:
     manifest = open_manifest(settings)
     try:
         stored = manifest.get("chunking") or {}
-        extraction = manifest.get("extraction") or {}
+        outdated = outdated_formats(manifest.get("extraction"))
         expected = manifest.expected_chunks()
     finally:
         manifest.close()
     if settings.chunk_size not in (None, stored.get("size")) or \
             settings.chunk_overlap not in (None, stored.get("overlap")):
         return False
-    if any(extraction.get(name, 1) != version for name, version in EXTRACTION_VERSIONS.items()):
+    if outdated:
         return False  # text made by an older extraction: the full path reads those files again
     return stored_chunk_count(settings) == expected and not corpus_changed(settings, readable)
 

@@ -220,26 +220,11 @@ def fidelity() -> dict:
     on indexes of the same corpus embedded in each precision."""
     import json
 
-    import shutil
-
-    from bot.config import Settings
-    from bot.embed import EngineRegistry, probe
+    from bot.embed import EngineRegistry
     from bot.embed.model import has_native_bf16
-    from bot.errors import SettingError
 
     registry = EngineRegistry.default()
     precisions = ["fp32", "int8"] + (["bf16"] if has_native_bf16(registry.cpu_flags) else []) + ["int8-static"]
-    envs = {p: {"QABOT_PRECISION": p} for p in precisions}
-    try:
-        Settings(precision="int8-static")
-    except SettingError:
-        # Not a setting: only the probe chooses it. Reached as "auto" through a cache of its own
-        # whose remembered probe chose it (the model is prepared there on first use).
-        cache = BENCH_DIR / "fidelity-cache-int8-static"
-        shutil.rmtree(cache, ignore_errors=True)
-        probe.save(EngineRegistry(cache_dir=cache).probe_file(), probe.ProbeResult(
-            choice="int8-static", chunks_per_s={}, int8_cosine=None, flags=[], load=0.0, seconds=0.0))
-        envs["int8-static"] = {"QABOT_PRECISION": "auto", "QABOT_CACHE": str(cache)}
     print(f"Fidelity: recall@5 / MRR per index precision ({machine()})")
     rows, scores = [], {}
     for name, (corpus, golds) in FIDELITY_SETS.items():
@@ -248,7 +233,7 @@ def fidelity() -> dict:
             continue
         for precision in precisions:
             index = BENCH_DIR / f"fidelity-{name}-{precision}"
-            env = envs[precision]
+            env = {"QABOT_PRECISION": precision}
             started = time.perf_counter()
             built = run_child(qabot_cmd() + ["ingest", "--corpus", str(corpus), "--index", str(index), "--quiet"], env)
             if built["rc"] != 0:

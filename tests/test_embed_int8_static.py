@@ -1,21 +1,16 @@
 """The static int8 ingest engine (int8-static, issue #18): int8 weights and activations whose ranges
 are calibrated on fixed texts (bot/embed/static_int8.py). Its fidelity gate, its hash-checked file
-in the shared cache, that only the probe's measurement chooses it (never the CPU flags), and an
-int8-static index through the CLI."""
+in the shared cache, and that "auto" never chooses it. Its refusal when it strays and an
+int8-static index through the CLI are tested with int8's, in test_embed_int8.py."""
 from __future__ import annotations
 
 import itertools
 import json
-import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from bot.cli.main import cli
-from bot.embed import Embedder, EngineRegistry, FidelityFloors, export, model, probe, static_int8
-from bot.errors import QabotError
-from bot.ingest.manifest import Manifest
+from bot.embed import EngineRegistry, FidelityFloors, export, model, probe, static_int8
+from test_embed_int8 import fresh_cache
 
 TEXTS = [
     "When will Russia leave the International Space Station?",
@@ -31,14 +26,6 @@ def shared():
     registry = EngineRegistry.default()
     if registry.openvino("int8-static") is None:
         pytest.skip("OpenVINO not installed (or int8-static refused on this CPU)")
-    return registry
-
-
-def fresh_cache(tmp_path, shared, **kwargs) -> EngineRegistry:
-    """A registry on an empty cache directory holding only a copy of the fp32 export."""
-    registry = EngineRegistry(cache_dir=tmp_path, **kwargs)
-    registry.onnx_model_file().parent.mkdir(parents=True)
-    shutil.copy(shared.onnx_model_file(), registry.onnx_model_file())
     return registry
 
 
@@ -64,16 +51,6 @@ def test_static_int8_quantizes_activations_and_weights(shared):
     # 6 layers: q, k, v, attention output and up-projection weights int8 (down-projections not);
     # activations before each, and both inputs of the attention scores.
     assert len(int8_weights) == 30 and types.count("FakeQuantize") == 42
-
-
-def test_static_int8_that_strays_is_refused_in_one_line(tmp_path, shared):
-    registry = fresh_cache(tmp_path, shared, floors=FidelityFloors(int8_ingest_mean=1.01))  # nothing is this close
-    assert registry.openvino("int8-static") is None
-    assert not registry.static_int8_file().exists()
-    assert not list(registry.onnx_model_file().parent.glob("*.tmp*"))  # no temporary file left
-    with pytest.raises(QabotError, match="embedded in int8-static") as refused:
-        Embedder(precision="int8-static", registry=registry).embed([f"{t} ({i})" for i in range(40) for t in TEXTS])
-    assert "\n" not in str(refused.value)
 
 
 def test_static_int8_file_is_hash_checked_and_remade(tmp_path, shared, caplog):
@@ -169,35 +146,3 @@ def test_a_remembered_probe_gives_its_choice_without_measuring(tmp_path, shared)
     del raw["int8_static_cosine"]
     registry.probe_file().write_text(json.dumps(raw))
     assert probe.load(registry.probe_file(), model.PRECISIONS).int8_static_cosine is None
-
-
-def test_an_int8_static_index_records_its_engine_and_refuses_another_precision(tmp_path, shared, monkeypatch):
-    # int8-static is used only when asked for: the probe ("auto") does not choose it (it cost a
-    # phantom-dev question its place in the top 5).
-    registry = fresh_cache(tmp_path / "cache", shared)
-    monkeypatch.setattr(EngineRegistry, "_default", registry)
-    monkeypatch.setenv("QABOT_PRECISION", "int8-static")
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "iss.txt").write_text(
-        "Russia will leave the International Space Station after 2024, Roscosmos said.\n\n"
-        "The station needs the Russian segment to keep its altitude.\n", encoding="utf-8")
-    where = ["--corpus", str(corpus), "--index", str(tmp_path / "index")]
-    built = CliRunner().invoke(cli, ["ingest", *where])
-    assert built.exit_code == 0, built.output
-    manifest = Manifest(tmp_path / "index" / "manifest.sqlite3")
-    try:
-        embedding = manifest.get("embedding")
-    finally:
-        manifest.close()
-    assert embedding["precision"] == "int8-static" and embedding["engine"] == "OpenVINO int8-static"
-
-    answered = CliRunner().invoke(cli, ["ask", *where, "when will Russia leave the station?"])
-    assert answered.exit_code == 0 and "2024" in answered.output, answered.output
-
-    monkeypatch.setenv("QABOT_PRECISION", "bf16")
-    (corpus / "more.txt").write_text("A new file, to be embedded.\n", encoding="utf-8")
-    refused = CliRunner().invoke(cli, ["ingest", *where])
-    assert refused.exit_code != 0
-    message = [line for line in refused.output.splitlines() if line.strip()]
-    assert len(message) == 1 and "embedded in int8-static, but bf16 was requested" in message[0], refused.output
